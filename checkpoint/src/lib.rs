@@ -1,0 +1,752 @@
+//! # sluice-checkpoint
+//!
+//! The checkpoint of a Sluice streaming query: the write-ahead offset log, the commit log,
+//! source logs and state-store files, stored on any [`object_store::ObjectStore`] (a local
+//! directory by default, [`object_store::memory::InMemory`] in tests).
+//!
+//! ```text
+//! <ckpt>/metadata                            {"id": <uuid>}
+//! <ckpt>/offsets/<N>                         v1 / batch metadata JSON / one offset JSON per source
+//! <ckpt>/commits/<N>                         v1 / {"next_batch_watermark_ms": ...}
+//! <ckpt>/sources/<i>/<N>                     v1 / source log entry of batch N (e.g. files taken)
+//! <ckpt>/state/<op>/_metadata                the stateful operator's kind and schema
+//! <ckpt>/state/<op>/<partition>/<V>.delta    Arrow IPC: upserted rows and removed keys of version V
+//! <ckpt>/state/<op>/<partition>/<V>.snapshot Arrow IPC: all rows of version V
+//! ```
+//!
+//! ## Protocol
+//! A batch `N` is *planned* when `offsets/N` exists and *done* when `commits/N` exists.
+//! Both logs are create-only: writing an entry that already exists with the same content is
+//! a no-op (a replay), with different content it is [`CheckpointError::Conflict`] (another
+//! query owns the checkpoint). [`recovery_plan`] is the pure decision of what to do at
+//! start, given the two logs' listings.
+//!
+//! Every file is written whole (object_store writes a temporary object and renames it) and,
+//! on a local directory, fsynced with its parent directory before the call returns, so a
+//! file either exists complete or not at all. A file that is empty, lacks its `v1` header
+//! or does not parse is reported as [`CheckpointError::Corrupt`] with its path: Sluice never
+//! guesses past a damaged checkpoint.
+//!
+//! [`CheckpointPaths`] builds every object name, so all readers and writers agree on them.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A micro-batch id: 0 for the first batch a query runs, then 1, 2, ... (Spark's `batchId`).
+pub type BatchId = u64;
+
+/// The version header of every log file Sluice writes.
+pub const LOG_VERSION_HEADER: &str = "v1";
+
+/// Errors of the checkpoint layer. Each names the object it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A checkpoint file exists but is empty, torn, lacks its header or does not parse.
+    #[error("checkpoint file {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// A file the checkpoint protocol requires is missing.
+    #[error("checkpoint file {path} is missing: {reason}")]
+    Missing { path: String, reason: String },
+    /// A create-only log entry exists with other content: another query wrote this batch.
+    #[error(
+        "checkpoint file {path} already exists with different content: another query is \
+         writing to this checkpoint, or the query was changed; use a new checkpoint location"
+    )]
+    Conflict { path: String },
+    /// The object store failed.
+    #[error("checkpoint store error on {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// Local file-system I/O failed (creating the directory, fsync).
+    #[error("checkpoint I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of checkpoint operations.
+pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+
+/// Builds every object name of a checkpoint, relative to its root.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointPaths {
+    root: Path,
+}
+
+impl CheckpointPaths {
+    /// Paths under `root` (an object-store prefix; empty for the store's root).
+    pub fn new(root: Path) -> Self {
+        Self { root }
+    }
+    fn join(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/') {
+            p = p.join(part);
+        }
+        p
+    }
+    /// `metadata`: the query id.
+    pub fn metadata(&self) -> Path {
+        self.join("metadata")
+    }
+    /// Folder of a batch log (`offsets`, `commits`, `sources/<i>`).
+    pub fn log_dir(&self, log: &str) -> Path {
+        self.join(log)
+    }
+    /// One entry of a batch log.
+    pub fn log_entry(&self, log: &str, batch_id: BatchId) -> Path {
+        self.join(&format!("{log}/{batch_id}"))
+    }
+    /// `state/<op>/_metadata`: a stateful operator's description.
+    pub fn state_metadata(&self, op: usize) -> Path {
+        self.join(&format!("state/{op}/_metadata"))
+    }
+    /// `state/<op>/<partition>/`.
+    pub fn state_dir(&self, op: usize, partition: usize) -> Path {
+        self.join(&format!("state/{op}/{partition}"))
+    }
+    /// `state/<op>/<partition>/<version>.<kind>`.
+    pub fn state_file(&self, op: usize, partition: usize, version: u64, kind: StateFileKind) -> Path {
+        self.join(&format!("state/{op}/{partition}/{version}.{}", kind.extension()))
+    }
+}
+
+/// The two kinds of state-store files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StateFileKind {
+    /// Rows upserted and keys removed by one version.
+    Delta,
+    /// All rows of one version.
+    Snapshot,
+}
+
+impl StateFileKind {
+    fn extension(self) -> &'static str {
+        match self {
+            StateFileKind::Delta => "delta",
+            StateFileKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// `metadata`: written once, when a query first starts on a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    /// The query's id (Spark's `StreamingQuery.id`), stable across restarts.
+    pub id: String,
+}
+
+/// One entry of the offset log, `offsets/N`: the write-ahead record of batch `N`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsetSeq {
+    /// Batch metadata: watermark, timestamp, pinned configuration.
+    pub metadata: OffsetSeqMetadata,
+    /// The end offset of each source for this batch, in source order (`None`: the source
+    /// has produced nothing yet). Offsets are source-defined JSON.
+    pub offsets: Vec<Option<serde_json::Value>>,
+}
+
+/// Batch metadata in `offsets/N` (Spark's `OffsetSeqMetadata`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsetSeqMetadata {
+    /// The event-time watermark batch `N` runs with, ms since the epoch.
+    #[serde(rename = "batchWatermarkMs")]
+    pub batch_watermark_ms: i64,
+    /// The processing time batch `N` runs at, ms since the epoch.
+    #[serde(rename = "batchTimestampMs")]
+    pub batch_timestamp_ms: i64,
+    /// Configuration pinned at the first batch (e.g. `sluice.state.partitions`).
+    pub conf: std::collections::BTreeMap<String, String>,
+}
+
+/// One entry of the commit log, `commits/N`: batch `N` is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitMetadata {
+    /// The watermark the next batch runs with, ms since the epoch.
+    pub next_batch_watermark_ms: i64,
+    /// Each watermark operator's own watermark after this batch (ms), in plan order:
+    /// restored on restart so that the `min` policy continues exactly where it stopped.
+    #[serde(default)]
+    pub operator_watermarks_ms: Vec<Option<i64>>,
+    /// Per stateful operator (in plan order), the state partitions that wrote a delta file
+    /// for this batch's version: a listed file that is missing is corruption.
+    #[serde(default)]
+    pub state_deltas: Vec<Vec<usize>>,
+}
+
+/// What a query does on start, given its logs (see [`recovery_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// No batch was ever planned: start with batch 0.
+    Fresh,
+    /// Batch `0..=last` are committed: continue with `last + 1`.
+    Continue { last_committed: BatchId },
+    /// Batch `batch_id` was planned but not committed: run it again with its logged offsets.
+    Replay { batch_id: BatchId },
+}
+
+/// Decides how to resume from the latest offset and commit log entries. Pure logic.
+///
+/// # Errors
+/// [`CheckpointError::Missing`] when the commit log is ahead of the offset log or more than
+/// one batch behind it (a gap), naming the missing file.
+pub fn recovery_plan(
+    paths: &CheckpointPaths,
+    latest_offset: Option<BatchId>,
+    latest_commit: Option<BatchId>,
+) -> Result<Recovery> {
+    match (latest_offset, latest_commit) {
+        (None, None) => Ok(Recovery::Fresh),
+        (None, Some(c)) => Err(CheckpointError::Missing {
+            path: paths.log_entry("offsets", c).to_string(),
+            reason: format!("commits/{c} exists but the offset log is empty"),
+        }),
+        (Some(0), None) => Ok(Recovery::Replay { batch_id: 0 }),
+        (Some(o), None) => Err(CheckpointError::Missing {
+            path: paths.log_entry("commits", o - 1).to_string(),
+            reason: format!("offsets/{o} exists but no batch was ever committed"),
+        }),
+        (Some(o), Some(c)) if c == o => Ok(Recovery::Continue { last_committed: c }),
+        (Some(o), Some(c)) if c + 1 == o => Ok(Recovery::Replay { batch_id: o }),
+        (Some(o), Some(c)) if c > o => Err(CheckpointError::Missing {
+            path: paths.log_entry("offsets", c).to_string(),
+            reason: format!("commits/{c} is ahead of the latest offsets/{o}"),
+        }),
+        (Some(o), Some(c)) => Err(CheckpointError::Missing {
+            path: paths.log_entry("commits", c + 1).to_string(),
+            reason: format!("offsets/{o} is planned but the last commit is commits/{c}"),
+        }),
+    }
+}
+
+/// A checkpoint location: an object store, a root prefix, and a small runtime that drives
+/// the store's async API from the synchronous trigger loop.
+///
+/// All methods block. Call them from a plain thread, not from inside a tokio runtime.
+pub struct Checkpoint {
+    store: Arc<dyn ObjectStore>,
+    paths: CheckpointPaths,
+    local_root: Option<PathBuf>,
+    fsync: bool,
+    rt: tokio::runtime::Runtime,
+    description: String,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint").field("location", &self.description).finish()
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CheckpointError::Io { path: "<tokio runtime>".into(), source })
+}
+
+impl Checkpoint {
+    /// A checkpoint in a local directory, created if absent. Files are fsynced.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Io`] when the directory cannot be created.
+    pub fn local(dir: impl AsRef<FsPath>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|source| CheckpointError::Io { path: dir.display().to_string(), source })?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|source| CheckpointError::Io { path: dir.display().to_string(), source })?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|source| {
+            CheckpointError::Store { path: dir.display().to_string(), source }
+        })?;
+        Ok(Self {
+            store: Arc::new(store),
+            paths: CheckpointPaths::default(),
+            local_root: Some(dir.clone()),
+            fsync: true,
+            rt: runtime()?,
+            description: dir.display().to_string(),
+        })
+    }
+
+    /// A checkpoint held in memory (tests; lost when dropped).
+    pub fn in_memory() -> Result<Self> {
+        Self::with_store(Arc::new(InMemory::new()), Path::default(), "memory://")
+    }
+
+    /// A checkpoint at `prefix` in any object store (S3, GCS, Azure, ...).
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, description: &str) -> Result<Self> {
+        Ok(Self {
+            store,
+            paths: CheckpointPaths::new(prefix),
+            local_root: None,
+            fsync: false,
+            rt: runtime()?,
+            description: description.to_string(),
+        })
+    }
+
+    /// Turns fsync of local files on or off (on by default; off trades durability against
+    /// power loss for latency, a process crash still loses nothing).
+    pub fn set_fsync(&mut self, fsync: bool) {
+        self.fsync = fsync;
+    }
+
+    /// The paths builder of this checkpoint.
+    pub fn paths(&self) -> &CheckpointPaths {
+        &self.paths
+    }
+
+    /// Where the checkpoint lives, for messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// A display name of `path` for error messages: the full local path where there is one.
+    pub fn display_path(&self, path: &Path) -> String {
+        match &self.local_root {
+            Some(root) => root.join(path.as_ref()).display().to_string(),
+            None => format!("{}/{}", self.description.trim_end_matches('/'), path),
+        }
+    }
+
+    fn store_err(&self, path: &Path, source: object_store::Error) -> CheckpointError {
+        CheckpointError::Store { path: self.display_path(path), source }
+    }
+
+    /// Reads an object; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] on any other store failure.
+    pub fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        let store = self.store.clone();
+        let p = path.clone();
+        let res = self.rt.block_on(async move {
+            match store.get(&p).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        res.map_err(|e| self.store_err(path, e))
+    }
+
+    /// Writes an object whole. With `create_only`, an existing object is left untouched and
+    /// `Ok(false)` is returned; otherwise `Ok(true)`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] on store failure, [`CheckpointError::Io`] when fsync fails.
+    pub fn put(&self, path: &Path, data: Bytes, create_only: bool) -> Result<bool> {
+        let store = self.store.clone();
+        let p = path.clone();
+        let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
+        let res = self.rt.block_on(async move {
+            store.put_opts(&p, PutPayload::from(data), PutOptions::from(mode)).await
+        });
+        match res {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) if create_only => return Ok(false),
+            Err(e) => return Err(self.store_err(path, e)),
+        }
+        self.sync(path)?;
+        Ok(true)
+    }
+
+    fn sync(&self, path: &Path) -> Result<()> {
+        let (Some(root), true) = (&self.local_root, self.fsync) else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        let io = |source, p: &FsPath| CheckpointError::Io { path: p.display().to_string(), source };
+        std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(|e| io(e, &file))?;
+        if let Some(parent) = file.parent() {
+            std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(|e| io(e, parent))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub fn delete(&self, path: &Path) -> Result<()> {
+        let store = self.store.clone();
+        let p = path.clone();
+        match self.rt.block_on(async move { store.delete(&p).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_err(path, e)),
+        }
+    }
+
+    /// Names of the objects directly under `dir` (file names only, no sub-folders).
+    pub fn list_names(&self, dir: &Path) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let d = dir.clone();
+        let res = self.rt.block_on(async move {
+            match store.list_with_delimiter(Some(&d)).await {
+                Ok(r) => Ok(r.objects),
+                Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
+                Err(e) => Err(e),
+            }
+        });
+        let objects = res.map_err(|e| self.store_err(dir, e))?;
+        Ok(objects.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
+    }
+
+    /// All object paths under `prefix`, recursively.
+    pub fn list_recursive(&self, prefix: &Path) -> Result<Vec<Path>> {
+        let store = self.store.clone();
+        let p = prefix.clone();
+        let res = self.rt.block_on(async move {
+            store.list(Some(&p)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+        });
+        match res {
+            Ok(v) => Ok(v),
+            Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
+            Err(e) => Err(self.store_err(prefix, e)),
+        }
+    }
+
+    /// Reads `metadata`, `Ok(None)` when absent.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Corrupt`] when it exists but does not parse.
+    pub fn read_metadata(&self) -> Result<Option<CheckpointMetadata>> {
+        let path = self.paths.metadata();
+        match self.get(&path)? {
+            None => Ok(None),
+            Some(b) => {
+                let text = self.text(&path, &b)?;
+                serde_json::from_str(text.trim()).map(Some).map_err(|e| CheckpointError::Corrupt {
+                    path: self.display_path(&path),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Writes `metadata` (create-only; an existing one is kept).
+    pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<()> {
+        let body = serde_json::to_string(meta).expect("metadata serializes");
+        self.put(&self.paths.metadata(), Bytes::from(body + "\n"), true)?;
+        Ok(())
+    }
+
+    fn text<'a>(&self, path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
+        if bytes.is_empty() {
+            return Err(CheckpointError::Corrupt {
+                path: self.display_path(path),
+                reason: "the file is empty (torn write?)".into(),
+            });
+        }
+        std::str::from_utf8(bytes).map_err(|e| CheckpointError::Corrupt {
+            path: self.display_path(path),
+            reason: format!("not UTF-8: {e}"),
+        })
+    }
+
+    /// The log named `name` (`offsets`, `commits`, `sources/0`, ...).
+    pub fn log<T: LogEntry>(&self, name: impl Into<String>) -> BatchLog<'_, T> {
+        BatchLog { ckpt: self, name: name.into(), _t: std::marker::PhantomData }
+    }
+
+    /// The offset log, `offsets/`.
+    pub fn offsets(&self) -> BatchLog<'_, OffsetSeq> {
+        self.log("offsets")
+    }
+
+    /// The commit log, `commits/`.
+    pub fn commits(&self) -> BatchLog<'_, CommitMetadata> {
+        self.log("commits")
+    }
+
+    /// Decides how to resume (see [`recovery_plan`]); also checks both logs for gaps.
+    pub fn recovery(&self) -> Result<Recovery> {
+        let offsets = self.offsets().batch_ids()?;
+        let commits = self.commits().batch_ids()?;
+        recovery_plan(&self.paths, offsets.last().copied(), commits.last().copied())
+    }
+}
+
+/// A value stored as one entry of a [`BatchLog`]: text lines after the `v1` header.
+pub trait LogEntry: Sized {
+    /// The lines of the entry (without the header).
+    fn to_lines(&self) -> Vec<String>;
+    /// Parses the lines after the header; `Err` carries the reason.
+    fn from_lines(lines: &[&str]) -> std::result::Result<Self, String>;
+}
+
+fn json_line<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("log entries serialize to JSON")
+}
+
+fn parse_line<T: DeserializeOwned>(line: &str, what: &str) -> std::result::Result<T, String> {
+    serde_json::from_str(line).map_err(|e| format!("{what}: {e}"))
+}
+
+impl LogEntry for OffsetSeq {
+    fn to_lines(&self) -> Vec<String> {
+        let mut lines = vec![json_line(&self.metadata)];
+        lines.extend(self.offsets.iter().map(|o| match o {
+            Some(v) => json_line(v),
+            None => "-".to_string(),
+        }));
+        lines
+    }
+    fn from_lines(lines: &[&str]) -> std::result::Result<Self, String> {
+        let (meta, rest) = lines.split_first().ok_or("missing the batch metadata line")?;
+        let metadata = parse_line(meta, "batch metadata")?;
+        let offsets = rest
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if *l == "-" {
+                    Ok(None)
+                } else {
+                    parse_line(l, &format!("offset of source {i}")).map(Some)
+                }
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(OffsetSeq { metadata, offsets })
+    }
+}
+
+impl LogEntry for CommitMetadata {
+    fn to_lines(&self) -> Vec<String> {
+        vec![json_line(self)]
+    }
+    fn from_lines(lines: &[&str]) -> std::result::Result<Self, String> {
+        match lines {
+            [one] => parse_line(one, "commit metadata"),
+            _ => Err(format!("expected one JSON line, found {}", lines.len())),
+        }
+    }
+}
+
+/// A source log entry: any JSON value per batch (e.g. the files a file source took).
+impl LogEntry for serde_json::Value {
+    fn to_lines(&self) -> Vec<String> {
+        vec![json_line(self)]
+    }
+    fn from_lines(lines: &[&str]) -> std::result::Result<Self, String> {
+        match lines {
+            [one] => parse_line(one, "log entry"),
+            _ => Err(format!("expected one JSON line, found {}", lines.len())),
+        }
+    }
+}
+
+/// A create-only log with one file per batch id (Spark's `HDFSMetadataLog`).
+pub struct BatchLog<'a, T> {
+    ckpt: &'a Checkpoint,
+    name: String,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
+    /// The object path of entry `batch_id`.
+    pub fn path(&self, batch_id: BatchId) -> Path {
+        self.ckpt.paths.log_entry(&self.name, batch_id)
+    }
+
+    /// Writes entry `batch_id` (create-only). Returns `Ok(true)` when written, `Ok(false)`
+    /// when an identical entry already existed (a replayed batch).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Conflict`] when an entry exists with different content.
+    pub fn add(&self, batch_id: BatchId, entry: &T) -> Result<bool> {
+        let path = self.path(batch_id);
+        let mut text = String::from(LOG_VERSION_HEADER);
+        for line in entry.to_lines() {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        text.push('\n');
+        if self.ckpt.put(&path, Bytes::from(text), true)? {
+            return Ok(true);
+        }
+        match self.get(batch_id)? {
+            Some(existing) if existing == *entry => Ok(false),
+            _ => Err(CheckpointError::Conflict { path: self.ckpt.display_path(&path) }),
+        }
+    }
+
+    /// Reads entry `batch_id`; `Ok(None)` when absent.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Corrupt`] when empty, without the `v1` header, or unparsable.
+    pub fn get(&self, batch_id: BatchId) -> Result<Option<T>> {
+        let path = self.path(batch_id);
+        let Some(bytes) = self.ckpt.get(&path)? else { return Ok(None) };
+        let text = self.ckpt.text(&path, &bytes)?;
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            path: self.ckpt.display_path(&path),
+            reason,
+        };
+        if !text.ends_with('\n') {
+            return Err(corrupt("the file does not end with a newline (torn write?)".into()));
+        }
+        let mut lines = text.lines();
+        match lines.next() {
+            Some(LOG_VERSION_HEADER) => {}
+            Some(other) => {
+                return Err(corrupt(format!(
+                    "unsupported log version {other:?} (this Sluice reads {LOG_VERSION_HEADER})"
+                )))
+            }
+            None => return Err(corrupt("missing the version header".into())),
+        }
+        let body: Vec<&str> = lines.collect();
+        T::from_lines(&body).map(Some).map_err(corrupt)
+    }
+
+    /// Reads entry `batch_id`, which must exist.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] when absent; see [`BatchLog::get`].
+    pub fn require(&self, batch_id: BatchId) -> Result<T> {
+        self.get(batch_id)?.ok_or_else(|| CheckpointError::Missing {
+            path: self.ckpt.display_path(&self.path(batch_id)),
+            reason: format!("the {} log has no entry for batch {batch_id}", self.name),
+        })
+    }
+
+    /// The batch ids present, ascending and contiguous.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry when there is a gap;
+    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
+    pub fn batch_ids(&self) -> Result<Vec<BatchId>> {
+        let dir = self.ckpt.paths.log_dir(&self.name);
+        let mut ids = Vec::new();
+        for name in self.ckpt.list_names(&dir)? {
+            if name.starts_with('.') || name.contains('#') {
+                continue; // object_store staging files of an interrupted write
+            }
+            let id = name.parse::<BatchId>().map_err(|_| CheckpointError::Corrupt {
+                path: self.ckpt.display_path(&dir.clone().join(name.as_str())),
+                reason: "a file in a batch log whose name is not a batch id".into(),
+            })?;
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        for w in ids.windows(2) {
+            if w[1] != w[0] + 1 {
+                return Err(CheckpointError::Missing {
+                    path: self.ckpt.display_path(&self.path(w[0] + 1)),
+                    reason: format!(
+                        "gap in the {} log: batch {} is followed by batch {}",
+                        self.name, w[0], w[1]
+                    ),
+                });
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The latest entry, if any.
+    pub fn latest(&self) -> Result<Option<(BatchId, T)>> {
+        match self.batch_ids()?.last() {
+            None => Ok(None),
+            Some(&id) => Ok(Some((id, self.require(id)?))),
+        }
+    }
+
+    /// Deletes entries with ids below `threshold` (retention).
+    pub fn purge_before(&self, threshold: BatchId) -> Result<()> {
+        for id in self.batch_ids()? {
+            if id >= threshold {
+                break;
+            }
+            self.ckpt.delete(&self.path(id))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(wm: i64) -> OffsetSeq {
+        OffsetSeq {
+            metadata: OffsetSeqMetadata {
+                batch_watermark_ms: wm,
+                batch_timestamp_ms: 7,
+                conf: Default::default(),
+            },
+            offsets: vec![Some(serde_json::json!({"logOffset": 3})), None],
+        }
+    }
+
+    #[test]
+    fn offset_log_roundtrip_and_create_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoint::local(dir.path()).unwrap();
+        assert!(ck.offsets().add(0, &seq(1)).unwrap());
+        assert!(!ck.offsets().add(0, &seq(1)).unwrap(), "identical replay is a no-op");
+        assert!(matches!(ck.offsets().add(0, &seq(2)), Err(CheckpointError::Conflict { .. })));
+        assert_eq!(ck.offsets().require(0).unwrap(), seq(1));
+        let text = std::fs::read_to_string(dir.path().join("offsets/0")).unwrap();
+        assert!(text.starts_with("v1\n{"), "{text}");
+        assert!(text.ends_with("-\n"), "{text}");
+    }
+
+    #[test]
+    fn corrupt_and_gap_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoint::local(dir.path()).unwrap();
+        ck.offsets().add(0, &seq(1)).unwrap();
+        ck.offsets().add(2, &seq(1)).unwrap();
+        match ck.offsets().batch_ids() {
+            Err(CheckpointError::Missing { path, .. }) => assert!(path.ends_with("offsets/1")),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("offsets/2"), b"").unwrap();
+        match ck.offsets().get(2) {
+            Err(CheckpointError::Corrupt { path, reason }) => {
+                assert!(path.ends_with("offsets/2"));
+                assert!(reason.contains("empty"));
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("offsets/2"), b"v1\n{\"batchWater").unwrap();
+        assert!(matches!(ck.offsets().get(2), Err(CheckpointError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn recovery_decisions() {
+        let p = CheckpointPaths::default();
+        assert_eq!(recovery_plan(&p, None, None).unwrap(), Recovery::Fresh);
+        assert_eq!(recovery_plan(&p, Some(0), None).unwrap(), Recovery::Replay { batch_id: 0 });
+        assert_eq!(
+            recovery_plan(&p, Some(4), Some(4)).unwrap(),
+            Recovery::Continue { last_committed: 4 }
+        );
+        assert_eq!(recovery_plan(&p, Some(5), Some(4)).unwrap(), Recovery::Replay { batch_id: 5 });
+        assert!(recovery_plan(&p, Some(6), Some(4)).is_err());
+        assert!(recovery_plan(&p, Some(3), Some(4)).is_err());
+        assert!(recovery_plan(&p, None, Some(0)).is_err());
+    }
+
+    #[test]
+    fn in_memory_store_works() {
+        let ck = Checkpoint::in_memory().unwrap();
+        ck.commits()
+            .add(0, &CommitMetadata { next_batch_watermark_ms: 5, operator_watermarks_ms: vec![], state_deltas: vec![] })
+            .unwrap();
+        assert_eq!(ck.commits().latest().unwrap().unwrap().1.next_batch_watermark_ms, 5);
+        assert_eq!(ck.recovery().unwrap_err().to_string().contains("offset log is empty"), true);
+    }
+}

@@ -1,0 +1,458 @@
+//! `StreamingAggregateExec`: incremental group-by aggregation with watermarks
+//! (Spark's `StateStoreRestoreExec` + `StateStoreSaveExec`).
+//!
+//! Each aggregate is split into *partials* that merge associatively (count, sum, min, max,
+//! first, last; a mean is a sum and a count). Per batch:
+//!
+//! ```text
+//! input rows ──eval keys (explode sliding windows, drop null windows)──► partial group-by
+//!   ──drop late groups (event time <= watermark for late events)──►
+//!   concat(state, partials) ──group-by keys, combine partials──► new state, updated keys
+//!   ──evict (event time <= watermark for eviction; append/update only)──►
+//! output: append = finalized evicted rows; update = finalized updated rows;
+//!         complete = finalized whole state
+//! ```
+//! A group's event time is its window's `end` for a window key, or the key itself for a
+//! timestamp key (Spark's rule). All steps are Polars expressions over whole columns.
+
+use polars::prelude::*;
+use polars_plan::utils::{expr_output_name, expr_to_leaf_column_names};
+use sluice_checkpoint::Checkpoint;
+
+use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{StateStore, DELETED_COLUMN};
+use crate::{OutputMode, Result, SluiceError};
+
+const UPDATED: &str = "__updated";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartialKind {
+    Len,
+    Count,
+    Sum,
+    Min,
+    Max,
+    First,
+    Last,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Partial {
+    kind: PartialKind,
+    input: Option<Expr>,
+}
+
+/// The event-time key of an aggregation: the grouping column that carries the watermark.
+#[derive(Debug, Clone)]
+pub struct EventTimeKey {
+    /// Output column name of the key.
+    pub column: String,
+    /// Whether it is a window struct (`{start, end}`) rather than a timestamp.
+    pub is_window: bool,
+}
+
+/// A planned streaming aggregation: partial, combine and final expressions, schemas.
+#[derive(Clone)]
+pub struct AggregatePlan {
+    key_exprs: Vec<Expr>,
+    key_names: Vec<String>,
+    list_keys: Vec<String>,
+    partials: Vec<Partial>,
+    partial_exprs: Vec<Expr>,
+    combine_exprs: Vec<Expr>,
+    final_exprs: Vec<Expr>,
+    /// The schema of the state rows: keys, then partial columns `__p<i>`.
+    pub state_schema: SchemaRef,
+    /// The schema of the output rows: keys, then aggregates.
+    pub output_schema: SchemaRef,
+    /// The key carrying event time, if a watermarked column is grouped on.
+    pub event_time_key: Option<EventTimeKey>,
+}
+
+fn pname(i: usize) -> String {
+    format!("__p{i}")
+}
+
+fn unsupported(e: &Expr) -> SluiceError {
+    SluiceError::analysis(format!(
+        "{e:?} is not supported in a streaming aggregation: use len(), count, sum, mean, min, \
+         max, first or last of a column (combined with arithmetic, casts and literals)"
+    ))
+}
+
+impl AggregatePlan {
+    /// Plans `group_by(keys).agg(aggs)` over input of `input_schema`. `watermark_columns`
+    /// are the columns that carry a watermark upstream.
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] for an aggregate that cannot be computed incrementally,
+    /// or a column used outside an aggregate that is not a key.
+    pub fn new(input_schema: &Schema, keys: &[Expr], aggs: &[Expr], watermark_columns: &[String]) -> Result<Self> {
+        let empty = DataFrame::empty_with_schema(input_schema);
+        let mut key_names = Vec::new();
+        let mut key_exprs = Vec::new();
+        for k in keys {
+            let name = expr_output_name(k)?.to_string();
+            if key_names.contains(&name) {
+                return Err(SluiceError::analysis(format!("grouping key {name:?} appears twice")));
+            }
+            key_exprs.push(k.clone().alias(name.as_str()));
+            key_names.push(name);
+        }
+        let key_df = empty.clone().lazy().select(key_exprs.clone()).collect()?;
+        let list_keys: Vec<String> = key_df
+            .columns()
+            .iter()
+            .filter(|c| matches!(c.dtype(), DataType::List(_)))
+            .map(|c| c.name().to_string())
+            .collect();
+
+        let mut plan = AggregatePlan {
+            key_exprs,
+            key_names: key_names.clone(),
+            list_keys,
+            partials: vec![],
+            partial_exprs: vec![],
+            combine_exprs: vec![],
+            final_exprs: vec![],
+            state_schema: Arc::new(Schema::default()),
+            output_schema: Arc::new(Schema::default()),
+            event_time_key: None,
+        };
+        let mut finals = Vec::new();
+        for a in aggs {
+            let name = expr_output_name(a).map_err(|_| unsupported(a))?;
+            let f = plan.rewrite(a, input_schema)?;
+            if key_names.iter().any(|k| k == name.as_str()) {
+                return Err(SluiceError::analysis(format!(
+                    "aggregate output {name:?} has the name of a grouping key; alias it"
+                )));
+            }
+            finals.push(f.alias(name));
+        }
+        plan.final_exprs = finals;
+        for (i, p) in plan.partials.iter().enumerate() {
+            let c = col(pname(i));
+            plan.combine_exprs.push(
+                match p.kind {
+                    PartialKind::Len | PartialKind::Count | PartialKind::Sum => c.sum(),
+                    PartialKind::Min => c.min(),
+                    PartialKind::Max => c.max(),
+                    PartialKind::First => c.first(),
+                    PartialKind::Last => c.last(),
+                }
+                .alias(pname(i)),
+            );
+        }
+        // Schemas, by running the plan on no rows.
+        let state = plan.partial_aggregate(&empty)?;
+        plan.state_schema = state.schema().clone();
+        plan.output_schema = plan.finalize(&state)?.schema().clone();
+
+        // The event-time key: a key computed from a watermarked column.
+        for (k, name) in keys.iter().zip(&key_names) {
+            let roots: Vec<String> = expr_to_leaf_column_names(k).iter().map(|s| s.to_string()).collect();
+            if roots.iter().any(|r| watermark_columns.contains(r)) {
+                let is_window = matches!(plan.state_schema.get(name), Some(DataType::Struct(_)));
+                plan.event_time_key = Some(EventTimeKey { column: name.to_string(), is_window });
+                break;
+            }
+        }
+        Ok(plan)
+    }
+
+    fn partial(&mut self, kind: PartialKind, input: Option<Expr>, input_schema: &Schema) -> Result<Expr> {
+        let p = Partial { kind, input: input.clone() };
+        if let Some(i) = self.partials.iter().position(|q| *q == p) {
+            return Ok(col(pname(i)));
+        }
+        let i = self.partials.len();
+        let e = match (kind, input) {
+            (PartialKind::Len, _) => len().cast(DataType::Int64),
+            (PartialKind::Count, Some(e)) => e.count().cast(DataType::Int64),
+            (PartialKind::Sum, Some(e)) => {
+                let dt = DataFrame::empty_with_schema(input_schema)
+                    .lazy()
+                    .select([e.clone().alias("x")])
+                    .collect_schema()?
+                    .get("x")
+                    .cloned()
+                    .unwrap_or(DataType::Null);
+                let target = if dt.is_float() {
+                    DataType::Float64
+                } else if dt.is_integer() || dt == DataType::Boolean {
+                    DataType::Int64
+                } else {
+                    return Err(SluiceError::analysis(format!(
+                        "sum/mean need a numeric column, but {e:?} is of type {dt}"
+                    )));
+                };
+                e.cast(target).sum()
+            }
+            (PartialKind::Min, Some(e)) => e.min(),
+            (PartialKind::Max, Some(e)) => e.max(),
+            (PartialKind::First, Some(e)) => e.first(),
+            (PartialKind::Last, Some(e)) => e.last(),
+            _ => return Err(SluiceError::Internal("partial without input".into())),
+        };
+        self.partials.push(p);
+        self.partial_exprs.push(e.alias(pname(i)));
+        Ok(col(pname(i)))
+    }
+
+    /// Rewrites an aggregation expression into a final expression over partial columns.
+    fn rewrite(&mut self, e: &Expr, schema: &Schema) -> Result<Expr> {
+        let null_if_empty = |cnt: Expr, v: Expr| when(cnt.eq(lit(0i64))).then(lit(NULL)).otherwise(v);
+        Ok(match e {
+            Expr::Alias(inner, _) => self.rewrite(inner, schema)?,
+            Expr::Len => self.partial(PartialKind::Len, None, schema)?,
+            Expr::Agg(a) => match a {
+                AggExpr::Count { input, include_nulls: false } => {
+                    self.partial(PartialKind::Count, Some(input.as_ref().clone()), schema)?
+                }
+                AggExpr::Count { include_nulls: true, .. } => self.partial(PartialKind::Len, None, schema)?,
+                AggExpr::Sum(input) => {
+                    let s = self.partial(PartialKind::Sum, Some(input.as_ref().clone()), schema)?;
+                    let c = self.partial(PartialKind::Count, Some(input.as_ref().clone()), schema)?;
+                    null_if_empty(c, s)
+                }
+                AggExpr::Mean(input) => {
+                    let s = self.partial(PartialKind::Sum, Some(input.as_ref().clone()), schema)?;
+                    let c = self.partial(PartialKind::Count, Some(input.as_ref().clone()), schema)?;
+                    null_if_empty(
+                        c.clone(),
+                        s.cast(DataType::Float64) / c.cast(DataType::Float64),
+                    )
+                }
+                AggExpr::Min { input, .. } => self.partial(PartialKind::Min, Some(input.as_ref().clone()), schema)?,
+                AggExpr::Max { input, .. } => self.partial(PartialKind::Max, Some(input.as_ref().clone()), schema)?,
+                AggExpr::First(input) => self.partial(PartialKind::First, Some(input.as_ref().clone()), schema)?,
+                AggExpr::Last(input) => self.partial(PartialKind::Last, Some(input.as_ref().clone()), schema)?,
+                _ => return Err(unsupported(e)),
+            },
+            Expr::Cast { expr, dtype, options } => Expr::Cast {
+                expr: Arc::new(self.rewrite(expr, schema)?),
+                dtype: dtype.clone(),
+                options: *options,
+            },
+            Expr::BinaryExpr { left, op, right } => Expr::BinaryExpr {
+                left: Arc::new(self.rewrite(left, schema)?),
+                op: *op,
+                right: Arc::new(self.rewrite(right, schema)?),
+            },
+            Expr::Ternary { predicate, truthy, falsy } => Expr::Ternary {
+                predicate: Arc::new(self.rewrite(predicate, schema)?),
+                truthy: Arc::new(self.rewrite(truthy, schema)?),
+                falsy: Arc::new(self.rewrite(falsy, schema)?),
+            },
+            Expr::Function { input, function } => Expr::Function {
+                input: input.iter().map(|i| self.rewrite(i, schema)).collect::<Result<_>>()?,
+                function: function.clone(),
+            },
+            Expr::Literal(_) => e.clone(),
+            Expr::Column(name) if self.key_names.iter().any(|k| k == name.as_str()) => e.clone(),
+            Expr::Column(name) => {
+                return Err(SluiceError::analysis(format!(
+                    "column {name:?} is neither a grouping key nor inside an aggregate function; \
+                     add it to group_by or aggregate it (e.g. col(\"{name}\").first())"
+                )))
+            }
+            _ => return Err(unsupported(e)),
+        })
+    }
+
+    /// The grouping key columns' names.
+    pub fn key_names(&self) -> &[String] {
+        &self.key_names
+    }
+
+    /// Evaluates keys (exploding sliding windows, dropping rows without a window) and the
+    /// partial aggregates of `input`: one row per key.
+    pub fn partial_aggregate(&self, input: &DataFrame) -> Result<DataFrame> {
+        let mut lf = input.clone().lazy().with_columns(self.key_exprs.clone());
+        if !self.list_keys.is_empty() {
+            let names: Vec<PlSmallStr> = self.list_keys.iter().map(|s| s.as_str().into()).collect();
+            lf = lf.explode(by_name(names, true, false), ExplodeOptions { empty_as_null: true, keep_nulls: true });
+        }
+        // Windowed rows without a window (null event time) are dropped, as in Spark.
+        let schema = lf.collect_schema()?;
+        for k in &self.key_names {
+            if matches!(schema.get(k), Some(DataType::Struct(_))) {
+                lf = lf.filter(col(k.as_str()).is_not_null());
+            }
+        }
+        let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
+        Ok(lf.group_by(keys).agg(self.partial_exprs.clone()).collect()?)
+    }
+
+    /// Final output rows (keys, aggregates) for state rows.
+    pub fn finalize(&self, state: &DataFrame) -> Result<DataFrame> {
+        let mut exprs: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
+        exprs.extend(self.final_exprs.iter().cloned());
+        Ok(state.clone().lazy().select(exprs).collect()?)
+    }
+
+    /// Merges partial rows into state: returns (new state, updated rows).
+    fn merge(&self, state: &DataFrame, partial: &DataFrame) -> Result<(DataFrame, DataFrame)> {
+        let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
+        let mut aggs = self.combine_exprs.clone();
+        aggs.push(col(UPDATED).max());
+        let merged = concat(
+            [
+                state.clone().lazy().with_column(lit(false).alias(UPDATED)),
+                partial.clone().lazy().with_column(lit(true).alias(UPDATED)),
+            ],
+            UnionArgs::default(),
+        )?
+        .group_by(keys)
+        .agg(aggs)
+        .collect()?;
+        let updated = merged.clone().lazy().filter(col(UPDATED)).drop(by_name([UPDATED], true, false)).collect()?;
+        let new_state = merged.drop(UPDATED)?;
+        Ok((new_state, updated))
+    }
+
+    /// `true` for rows whose event time is at or before `watermark_ms`.
+    fn expired(&self, key: &EventTimeKey, watermark_ms: i64) -> Expr {
+        let t = if key.is_window {
+            col(key.column.as_str()).struct_().field_by_name("end")
+        } else {
+            col(key.column.as_str())
+        };
+        t.cast(DataType::Datetime(TimeUnit::Microseconds, None))
+            .cast(DataType::Int64)
+            .lt_eq(lit(watermark_ms.saturating_mul(1000)))
+            .fill_null(lit(false))
+    }
+}
+
+/// The physical streaming aggregation operator.
+pub struct StreamingAggregateExec {
+    plan: AggregatePlan,
+    store: StateStore,
+    mode: OutputMode,
+    state: DataFrame,
+    pending_delta: Option<DataFrame>,
+    progress: StateOperatorProgress,
+}
+
+impl StreamingAggregateExec {
+    /// A new operator with empty state (call [`StatefulOperator::restore`] to load).
+    pub fn new(plan: AggregatePlan, op_id: usize, partitions: usize, mode: OutputMode) -> Self {
+        let store = StateStore {
+            op_id,
+            partitions,
+            key_columns: plan.key_names.clone(),
+            schema: plan.state_schema.clone(),
+            snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
+        };
+        let state = store.empty();
+        StreamingAggregateExec {
+            plan,
+            store,
+            mode,
+            state,
+            pending_delta: None,
+            progress: StateOperatorProgress::new("stateStoreSave"),
+        }
+    }
+
+    fn watermarked(&self) -> Option<&EventTimeKey> {
+        match self.mode {
+            OutputMode::Complete => None,
+            _ => self.plan.event_time_key.as_ref(),
+        }
+    }
+}
+
+impl StatefulOperator for StreamingAggregateExec {
+    fn name(&self) -> &'static str {
+        "StreamingAggregateExec"
+    }
+
+    fn state_description(&self) -> serde_json::Value {
+        serde_json::json!({
+            "operator": self.name(),
+            "keys": self.plan.key_names,
+            "stateSchema": self.plan.state_schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
+        })
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
+        self.state = self.store.load(ckpt, version)?;
+        Ok(())
+    }
+
+    fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
+        let input = inputs.pop().ok_or_else(|| SluiceError::Internal("aggregate without input".into()))?;
+        let mut partial = self.plan.partial_aggregate(&input)?;
+        let mut dropped = 0;
+        if let (Some(key), Some(wm)) = (self.watermarked(), ctx.watermark_for_late_events_ms) {
+            let before = partial.height();
+            partial = partial.lazy().filter(self.plan.expired(key, wm).not()).collect()?;
+            dropped = before - partial.height();
+        }
+        let (mut state, updated) = if partial.height() > 0 {
+            self.plan.merge(&self.state, &partial)?
+        } else {
+            (self.state.clone(), self.store.empty())
+        };
+        let mut evicted = self.store.empty();
+        if let (Some(key), Some(wm)) = (self.watermarked().cloned(), ctx.watermark_for_eviction_ms) {
+            let pred = self.plan.expired(&key, wm);
+            evicted = state.clone().lazy().filter(pred.clone()).collect()?;
+            if evicted.height() > 0 {
+                state = state.lazy().filter(pred.not()).collect()?;
+            }
+        }
+        let output = match self.mode {
+            OutputMode::Append => self.plan.finalize(&evicted)?,
+            OutputMode::Update => self.plan.finalize(&updated)?,
+            OutputMode::Complete => self.plan.finalize(&state)?,
+        };
+        // The delta: updated rows still in state, and evicted keys.
+        let upserts = if evicted.height() > 0 && updated.height() > 0 {
+            let key = self.watermarked().cloned().expect("eviction implies an event-time key");
+            let wm = ctx.watermark_for_eviction_ms.unwrap_or(i64::MIN);
+            updated.clone().lazy().filter(self.plan.expired(&key, wm).not()).collect()?
+        } else {
+            updated.clone()
+        };
+        let delta = concat(
+            [
+                upserts.lazy().with_column(lit(false).alias(DELETED_COLUMN)),
+                evicted.clone().lazy().with_column(lit(true).alias(DELETED_COLUMN)),
+            ],
+            UnionArgs::default(),
+        )?
+        .collect()?;
+        self.progress.num_rows_updated = updated.height() as u64;
+        self.progress.num_rows_removed = evicted.height() as u64;
+        self.progress.num_rows_dropped_by_watermark = dropped as u64;
+        self.progress.num_rows_total = state.height() as u64;
+        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        self.state = state;
+        self.pending_delta = Some(delta);
+        Ok(output)
+    }
+
+    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<usize>> {
+        let delta = self.pending_delta.take().unwrap_or_else(|| self.store.empty());
+        let written = self.store.commit(ckpt, version, &delta, &self.state)?;
+        self.progress.num_state_partitions = self.store.partitions as u64;
+        Ok(written)
+    }
+
+    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
+        self.store.purge(ckpt, keep_from_version)
+    }
+
+    fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
+        self.watermarked().is_some()
+            && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.progress.clone()
+    }
+}

@@ -1,0 +1,328 @@
+//! The user-facing API: [`Session`], [`DataStreamReader`], [`StreamingDataFrame`],
+//! [`GroupedStreamingDataFrame`] and [`DataStreamWriter`] (Spark's names, Rust idioms).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use polars::prelude::*;
+use sluice_checkpoint::Checkpoint;
+
+use crate::interval::parse_interval_ms;
+use crate::plan::LogicalPlan;
+use crate::query::StreamingQuery;
+use crate::sink::{ForeachBatchSink, Sink, SinkProvider, SourceFormat};
+use crate::source::SourceProviderRef;
+use crate::{OutputMode, Result, SluiceError, Trigger};
+
+#[derive(Default)]
+struct SessionInner {
+    conf: RwLock<BTreeMap<String, String>>,
+    source_formats: RwLock<HashMap<String, Arc<dyn SourceFormat>>>,
+    sinks: RwLock<HashMap<String, Arc<dyn SinkProvider>>>,
+}
+
+/// The entry point (Spark's `SparkSession`): configuration and the registries of source
+/// formats and sinks. Cheap to clone; clones share everything.
+///
+/// The engine's `Session::new()` knows no formats; the `sluice` facade's registers the
+/// built-in ones (`json`, `csv`, `parquet`, `console`, `memory`, ...).
+#[derive(Clone, Default)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+impl Session {
+    /// A session with no registered formats.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Registers a source format under `name` (e.g. `"json"`).
+    pub fn register_source_format(&self, name: &str, format: Arc<dyn SourceFormat>) {
+        self.inner.source_formats.write().expect("lock").insert(name.to_ascii_lowercase(), format);
+    }
+    /// Registers a sink under `name` (e.g. `"parquet"`).
+    pub fn register_sink(&self, name: &str, sink: Arc<dyn SinkProvider>) {
+        self.inner.sinks.write().expect("lock").insert(name.to_ascii_lowercase(), sink);
+    }
+    /// Sets a configuration value (e.g. `sluice.state.partitions`).
+    pub fn set_conf(&self, key: &str, value: &str) {
+        self.inner.conf.write().expect("lock").insert(key.to_string(), value.to_string());
+    }
+    /// A configuration value.
+    pub fn conf(&self, key: &str) -> Option<String> {
+        self.inner.conf.read().expect("lock").get(key).cloned()
+    }
+    /// Starts describing a streaming read (Spark's `readStream`).
+    pub fn read_stream(&self) -> DataStreamReader {
+        DataStreamReader { session: self.clone(), format: None, schema: None, options: BTreeMap::new() }
+    }
+    /// A streaming data frame over a source provider (typed sources such as `MemoryStream`).
+    pub fn stream_from(&self, provider: SourceProviderRef) -> StreamingDataFrame {
+        StreamingDataFrame { plan: Arc::new(LogicalPlan::Source { provider }), session: self.clone() }
+    }
+    pub(crate) fn sink_provider(&self, name: &str) -> Option<Arc<dyn SinkProvider>> {
+        self.inner.sinks.read().expect("lock").get(&name.to_ascii_lowercase()).cloned()
+    }
+}
+
+/// Describes a streaming source (Spark's `DataStreamReader`).
+pub struct DataStreamReader {
+    session: Session,
+    format: Option<String>,
+    schema: Option<SchemaRef>,
+    options: BTreeMap<String, String>,
+}
+
+impl DataStreamReader {
+    /// The format: `json` (JSON lines), `csv`, `parquet`, or any registered one.
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = Some(format.to_string());
+        self
+    }
+    /// The schema of the rows (required by file sources, as in Spark).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(Arc::new(schema));
+        self
+    }
+    /// A source option, e.g. `maxFilesPerTrigger`, `mode`, `header`.
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        self.options.insert(key.to_string(), value.to_string());
+        self
+    }
+    /// Builds the source reading `path`.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for an unknown format; the format's own errors
+    /// (missing schema, bad option).
+    pub fn load(self, path: impl AsRef<std::path::Path>) -> Result<StreamingDataFrame> {
+        let name = self.format.clone().unwrap_or_else(|| "parquet".into()).to_ascii_lowercase();
+        let format = self.session.inner.source_formats.read().expect("lock").get(&name).cloned();
+        let format = format.ok_or_else(|| {
+            SluiceError::InvalidArgument(format!("unknown source format {name:?}"))
+        })?;
+        let provider = format.create(&path.as_ref().to_string_lossy(), self.schema, &self.options)?;
+        Ok(self.session.stream_from(provider))
+    }
+}
+
+/// An unbounded table defined by a source and transformations (Spark's streaming
+/// `DataFrame`). Transformations are lazy: nothing runs until [`DataStreamWriter::start`].
+#[derive(Clone)]
+pub struct StreamingDataFrame {
+    pub(crate) plan: Arc<LogicalPlan>,
+    pub(crate) session: Session,
+}
+
+impl StreamingDataFrame {
+    fn with(&self, plan: LogicalPlan) -> Self {
+        Self { plan: Arc::new(plan), session: self.session.clone() }
+    }
+    /// The logical plan.
+    pub fn plan(&self) -> &Arc<LogicalPlan> {
+        &self.plan
+    }
+    /// The output schema.
+    ///
+    /// # Errors
+    /// When an expression does not type-check against its input.
+    pub fn schema(&self) -> Result<SchemaRef> {
+        self.plan.schema()
+    }
+    /// Projects to `exprs` (Spark's `select`).
+    pub fn select<E: AsRef<[Expr]>>(&self, exprs: E) -> Self {
+        self.with(LogicalPlan::Select { input: self.plan.clone(), exprs: exprs.as_ref().to_vec() })
+    }
+    /// Adds or replaces columns (Spark's `withColumn`).
+    pub fn with_columns<E: AsRef<[Expr]>>(&self, exprs: E) -> Self {
+        self.with(LogicalPlan::WithColumns { input: self.plan.clone(), exprs: exprs.as_ref().to_vec() })
+    }
+    /// Adds or replaces one column.
+    pub fn with_column(&self, expr: Expr) -> Self {
+        self.with_columns([expr])
+    }
+    /// Keeps rows where `predicate` is true (Spark's `filter` / `where`).
+    pub fn filter(&self, predicate: Expr) -> Self {
+        self.with(LogicalPlan::Filter { input: self.plan.clone(), predicate })
+    }
+    /// Declares `column` (a timestamp) as event time with a lateness bound `delay`
+    /// (a Spark interval string, e.g. `"10 minutes"`): Spark's `withWatermark`.
+    ///
+    /// After each batch the watermark becomes `max(event time seen) - delay` (never
+    /// decreasing); stateful operators drop rows at or before it and evict state.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for a bad interval; [`SluiceError::Analysis`]
+    /// when `column` is missing or not a timestamp.
+    pub fn with_watermark(&self, column: &str, delay: &str) -> Result<Self> {
+        let delay_ms = parse_interval_ms(delay)?;
+        let schema = self.schema()?;
+        match schema.get(column) {
+            None => return Err(SluiceError::analysis(format!(
+                "cannot set a watermark on {column:?}: no such column (columns: {})",
+                schema.iter_names().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+            Some(DataType::Datetime(_, _)) => {}
+            Some(other) => return Err(SluiceError::analysis(format!(
+                "event time must be defined on a timestamp column, but {column:?} is of type {other}"
+            ))),
+        }
+        Ok(self.with(LogicalPlan::Watermark { input: self.plan.clone(), column: column.to_string(), delay_ms }))
+    }
+    /// Groups by `keys` (columns, expressions, or a [`window`](crate::window)).
+    pub fn group_by<E: AsRef<[Expr]>>(&self, keys: E) -> GroupedStreamingDataFrame {
+        GroupedStreamingDataFrame { df: self.clone(), keys: keys.as_ref().to_vec() }
+    }
+    /// Starts describing where and how results are written (Spark's `writeStream`).
+    pub fn write_stream(&self) -> DataStreamWriter {
+        DataStreamWriter {
+            df: self.clone(),
+            output_mode: OutputMode::Append,
+            trigger: Trigger::default(),
+            format: None,
+            options: BTreeMap::new(),
+            sink: None,
+            query_name: None,
+            checkpoint: None,
+            progress: ProgressDisplay::Lines,
+        }
+    }
+}
+
+/// A grouped streaming data frame, waiting for its aggregates.
+pub struct GroupedStreamingDataFrame {
+    df: StreamingDataFrame,
+    keys: Vec<Expr>,
+}
+
+impl GroupedStreamingDataFrame {
+    /// Aggregates each group: `len()`, `col(c).count()` (non-null), `sum`, `mean`, `min`,
+    /// `max`, `first`, `last`, and arithmetic or casts over them. Output columns: the keys,
+    /// then one column per aggregate, named by its alias. Counts are `Int64`, sums of
+    /// integers `Int64`, sums of floats and means `Float64` (Spark's types).
+    pub fn agg<E: AsRef<[Expr]>>(self, aggs: E) -> StreamingDataFrame {
+        self.df.with(LogicalPlan::Aggregate {
+            input: self.df.plan.clone(),
+            keys: self.keys,
+            aggs: aggs.as_ref().to_vec(),
+        })
+    }
+    /// `agg([len().alias("count")])`.
+    pub fn count(self) -> StreamingDataFrame {
+        self.agg([len().alias("count")])
+    }
+}
+
+/// How a running query reports progress on the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressDisplay {
+    /// One line per batch on stderr.
+    Lines,
+    /// An indicatif progress bar (best for `AvailableNow` backlogs).
+    Bar,
+    /// Nothing (progress is still available through the query handle and `tracing`).
+    Off,
+}
+
+/// Where the checkpoint of a query lives.
+pub enum CheckpointLocation {
+    /// A local directory.
+    Dir(PathBuf),
+    /// A ready checkpoint (any object store, or in memory).
+    Custom(Checkpoint),
+}
+
+/// Describes the sink, output mode, trigger and checkpoint of a query (Spark's
+/// `DataStreamWriter`).
+pub struct DataStreamWriter {
+    pub(crate) df: StreamingDataFrame,
+    pub(crate) output_mode: OutputMode,
+    pub(crate) trigger: Trigger,
+    pub(crate) format: Option<String>,
+    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) sink: Option<Box<dyn Sink>>,
+    pub(crate) query_name: Option<String>,
+    pub(crate) checkpoint: Option<CheckpointLocation>,
+    pub(crate) progress: ProgressDisplay,
+}
+
+impl DataStreamWriter {
+    /// The output mode (default append).
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.output_mode = mode;
+        self
+    }
+    /// The trigger (default: the next batch as soon as the previous one ends).
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+    /// A registered sink by name: `parquet`, `json`, `csv`, `console`, `memory`.
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = Some(format.to_string());
+        self
+    }
+    /// A sink option (`path`, `queryName`, ...); `checkpointLocation` sets the checkpoint.
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        let value = value.to_string();
+        if key == "checkpointLocation" {
+            self.checkpoint = Some(CheckpointLocation::Dir(PathBuf::from(&value)));
+        }
+        self.options.insert(key.to_string(), value);
+        self
+    }
+    /// A sink instance.
+    pub fn sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+    /// Calls `f(rows, batch_id)` for every batch (Spark's `foreachBatch`). An error
+    /// fails the batch, which runs again on restart with the same rows and batch id.
+    pub fn foreach_batch<F>(self, f: F) -> Self
+    where
+        F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
+    {
+        self.sink(Box::new(ForeachBatchSink::new(f)))
+    }
+    /// The query name (also the memory sink's table name).
+    pub fn query_name(mut self, name: &str) -> Self {
+        self.query_name = Some(name.to_string());
+        self.options.insert("queryName".into(), name.to_string());
+        self
+    }
+    /// A checkpoint directory.
+    pub fn checkpoint_location(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(CheckpointLocation::Dir(dir.into()));
+        self
+    }
+    /// A ready checkpoint (object store, in memory).
+    pub fn checkpoint(mut self, ckpt: Checkpoint) -> Self {
+        self.checkpoint = Some(CheckpointLocation::Custom(ckpt));
+        self
+    }
+    /// How progress is shown (default one line per batch on stderr).
+    pub fn progress(mut self, display: ProgressDisplay) -> Self {
+        self.progress = display;
+        self
+    }
+    /// Analyses the query and starts it on a new thread.
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] when the query cannot run as written (output mode rules,
+    /// sink capabilities, unsupported aggregates); [`SluiceError::Checkpoint`] when the
+    /// checkpoint is damaged or belongs to a different query.
+    pub fn start(mut self) -> Result<StreamingQuery> {
+        if self.sink.is_none() {
+            let name = self.format.clone().ok_or_else(|| {
+                SluiceError::InvalidArgument(
+                    "no sink: call format(\"parquet\"/\"console\"/...), sink() or foreach_batch()".into(),
+                )
+            })?;
+            let provider = self.df.session.sink_provider(&name).ok_or_else(|| {
+                SluiceError::InvalidArgument(format!("unknown sink format {name:?}"))
+            })?;
+            self.sink = Some(provider.create(&self.options)?);
+        }
+        crate::query::start(self)
+    }
+}

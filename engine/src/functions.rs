@@ -1,0 +1,81 @@
+//! Streaming functions beside Polars' own: [`window`] (Spark's `window`).
+
+use polars::prelude::*;
+
+use crate::interval::parse_interval_micros;
+use crate::{Result, SluiceError};
+
+/// The name of the column [`window`] produces, as in Spark.
+pub const WINDOW_COLUMN: &str = "window";
+
+fn micros_to_ts(e: Expr) -> Expr {
+    e.cast(DataType::Datetime(TimeUnit::Microseconds, None))
+}
+
+/// Spark's `window(timeColumn, windowDuration, slideDuration, startTime)`: the time
+/// windows containing each row's event time, for use as a `group_by` key.
+///
+/// * `duration`, `slide` (default: `duration`, a tumbling window) and `start_time`
+///   (default `"0 seconds"`) are Spark interval strings (`"10 minutes"`).
+/// * Windows are `[start, end)` with `start = ts - ((ts - start_time) mod slide) - i * slide`
+///   for `i` in `0..ceil(duration / slide)`, keeping those that contain `ts`.
+/// * The result is a struct column `window {start, end}` of UTC timestamps (µs); for a
+///   sliding window, a list of them, which the aggregation explodes (one row per window).
+///   Rows with a null event time get no window and are dropped by the aggregation.
+///
+/// # Errors
+/// [`SluiceError::InvalidArgument`] for an unparsable interval, a non-positive duration or
+/// slide, a slide longer than the window, or `|start_time| >= slide` (Spark's rules).
+pub fn window(time: Expr, duration: &str, slide: Option<&str>, start_time: Option<&str>) -> Result<Expr> {
+    let d = parse_interval_micros(duration)?;
+    let s = match slide {
+        Some(s) => parse_interval_micros(s)?,
+        None => d,
+    };
+    let o = match start_time {
+        Some(o) => parse_interval_micros(o)?,
+        None => 0,
+    };
+    if d <= 0 {
+        return Err(SluiceError::InvalidArgument(format!(
+            "the window duration ({duration}) must be greater than 0"
+        )));
+    }
+    if s <= 0 || s > d {
+        return Err(SluiceError::InvalidArgument(format!(
+            "the slide duration ({}) must be greater than 0 and at most the window duration ({duration})",
+            slide.unwrap_or(duration)
+        )));
+    }
+    if o.abs() >= s {
+        return Err(SluiceError::InvalidArgument(format!(
+            "the absolute value of the start time ({}) must be less than the slide duration ({})",
+            start_time.unwrap_or("0"),
+            slide.unwrap_or(duration)
+        )));
+    }
+    let ts = time.cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+    // Non-negative modulo, whatever Polars' sign convention for `%`.
+    let rem = ((ts.clone() - lit(o)) % lit(s) + lit(s)) % lit(s);
+    let last_start = ts.clone() - rem;
+    let n = (d + s - 1) / s;
+    let make = |start: Expr| {
+        as_struct(vec![
+            micros_to_ts(start.clone()).alias("start"),
+            micros_to_ts(start + lit(d)).alias("end"),
+        ])
+    };
+    if n == 1 {
+        return Ok(when(ts.is_not_null())
+            .then(make(last_start))
+            .otherwise(lit(NULL))
+            .alias(WINDOW_COLUMN));
+    }
+    let mut items = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let start = last_start.clone() - lit(i * s);
+        let contains = start.clone().lt_eq(ts.clone()).and(ts.clone().lt(start.clone() + lit(d)));
+        items.push(when(contains).then(make(start)).otherwise(lit(NULL)));
+    }
+    Ok(concat_list(items)?.alias(WINDOW_COLUMN))
+}

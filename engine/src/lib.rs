@@ -1,0 +1,50 @@
+//! # sluice-engine
+//!
+//! The engine of Sluice, a micro-batch structured-streaming engine with Apache Spark
+//! Structured Streaming's semantics, on Arrow and Polars.
+//!
+//! ```text
+//!  Session ──read_stream()──► StreamingDataFrame ──select/filter/with_watermark/group_by──►
+//!  LogicalPlan ──write_stream().start()──► MicroBatchExecution (own thread)
+//!     sources ──Arrow→Polars──► stateless ops ──► watermark stats ──► StatefulOperator(s)
+//!     ──► sink ──► state deltas ──► commit log           handle: StreamingQuery
+//! ```
+//!
+//! * [`dataframe`]: the API ([`Session`], [`StreamingDataFrame`], [`DataStreamWriter`]).
+//! * [`execution`]: the trigger loop and recovery (diagram there).
+//! * [`aggregate`]: incremental windowed aggregation with watermarks.
+//! * [`state`]: the partitioned, versioned state store on the checkpoint.
+//! * [`source`] / [`sink`]: the extension traits. [`interop`]: Arrow ↔ Polars, zero-copy.
+//!
+//! Why micro-batches over Polars: every step of a batch (projection, partial aggregation,
+//! state merge, eviction) is a vectorized Polars operation over whole columns; the state
+//! lives as columnar frames, never as per-row objects.
+
+pub mod aggregate;
+pub mod dataframe;
+mod error;
+pub mod execution;
+pub mod functions;
+pub mod interop;
+pub mod interval;
+mod modes;
+pub mod operator;
+pub mod plan;
+pub mod progress;
+pub mod query;
+pub mod sink;
+pub mod source;
+pub mod state;
+
+pub use dataframe::{
+    CheckpointLocation, DataStreamReader, DataStreamWriter, GroupedStreamingDataFrame, ProgressDisplay, Session,
+    StreamingDataFrame,
+};
+pub use error::{Result, SluiceError};
+pub use functions::window;
+pub use modes::{OutputMode, Trigger};
+pub use progress::{StateOperatorProgress, StreamingQueryProgress};
+pub use query::StreamingQuery;
+pub use sink::{ForeachBatchSink, Sink, SinkContext, SinkProvider, SourceFormat};
+pub use sluice_checkpoint as checkpoint;
+pub use source::{Offset, Source, SourceContext, SourceProvider, SourceProviderRef};

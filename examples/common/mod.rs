@@ -1,0 +1,224 @@
+//! Shared by the example jobs and the oracle tests: each job's query, its schema, the
+//! command-line contract of `../shared/oracle/README.md`, and the `batch-<id>.jsonl`
+//! writer. Included with `#[path]`, so it is not part of Sluice's public API.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sluice::prelude::*;
+use sluice::StreamingQueryProgress;
+
+/// `--input DIR --output DIR --checkpoint DIR` of every job.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IoArgs {
+    /// Folder of JSON lines input files, read one file per micro-batch.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Folder receiving one `batch-<id>.jsonl` file per micro-batch.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Checkpoint folder (a fresh temporary one when absent).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+pub fn ts() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, None)
+}
+
+pub fn schema(fields: &[(&str, DataType)]) -> Schema {
+    Schema::from_iter(fields.iter().map(|(n, d)| Field::new((*n).into(), d.clone())))
+}
+
+/// `sensor string, ts timestamp, v double`.
+pub fn sensor_schema() -> Schema {
+    schema(&[("sensor", DataType::String), ("ts", ts()), ("v", DataType::Float64)])
+}
+
+/// The wiki edits schema of the oracle's `wiki_edits` job.
+pub fn wiki_schema() -> Schema {
+    schema(&[
+        ("time", ts()),
+        ("channel", DataType::String),
+        ("page", DataType::String),
+        ("user", DataType::String),
+        ("isRobot", DataType::Boolean),
+        ("isNew", DataType::Boolean),
+        ("delta", DataType::Int64),
+        ("added", DataType::Int64),
+        ("deleted", DataType::Int64),
+    ])
+}
+
+/// A JSON lines file source with one file per trigger.
+pub fn json_source(session: &Session, input: &Path, schema: Schema) -> anyhow::Result<StreamingDataFrame> {
+    Ok(session
+        .read_stream()
+        .format("json")
+        .schema(schema)
+        .option("maxFilesPerTrigger", 1)
+        .load(input)
+        .with_context(|| format!("reading {}", input.display()))?)
+}
+
+/// The `windowed_agg` job: `groupBy(window(ts, window, slide), sensor)` with
+/// `n = count(*)`, `nv = count(v)`, `s = sum(v)`, `avg`, `min`, `max` of v.
+pub fn windowed_agg(
+    events: StreamingDataFrame,
+    window_len: &str,
+    slide: Option<&str>,
+    watermark: Option<&str>,
+) -> anyhow::Result<StreamingDataFrame> {
+    let events = match watermark {
+        Some(w) => events.with_watermark("ts", w)?,
+        None => events,
+    };
+    Ok(events.group_by([window(col("ts"), window_len, slide, None)?, col("sensor")]).agg([
+        len().alias("n"),
+        col("v").count().alias("nv"),
+        col("v").sum().alias("s"),
+        col("v").mean().alias("avg"),
+        col("v").min().alias("min"),
+        col("v").max().alias("max"),
+    ]))
+}
+
+/// The `wiki_edits` job: per window and channel, edits, bytes added and deleted, robot
+/// edits and the largest delta.
+pub fn wiki_edits(edits: StreamingDataFrame, window_len: &str, watermark: &str) -> anyhow::Result<StreamingDataFrame> {
+    Ok(edits
+        .with_watermark("time", watermark)?
+        .group_by([window(col("time"), window_len, None, None)?, col("channel")])
+        .agg([
+            len().alias("edits"),
+            col("added").sum().alias("added"),
+            col("deleted").sum().alias("deleted"),
+            col("isRobot").cast(DataType::Int64).sum().alias("robot_edits"),
+            col("delta").max().alias("max_delta"),
+        ]))
+}
+
+/// The `running_counts` job: per channel, edits and bytes added, no watermark.
+pub fn running_counts(edits: StreamingDataFrame) -> StreamingDataFrame {
+    edits
+        .select([col("time"), col("channel"), col("added")])
+        .group_by([col("channel")])
+        .agg([len().alias("edits"), col("added").sum().alias("added")])
+}
+
+/// Writes one micro-batch as `<dir>/batch-<id>.jsonl` (atomically: a replayed batch
+/// replaces its file). Timestamps are RFC 3339 UTC; a window is a nested object.
+pub fn write_batch_jsonl(dir: &Path, df: &DataFrame, batch_id: u64) -> sluice::Result<()> {
+    let io = |source, p: &Path| sluice::SluiceError::Io { path: p.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    let batch = sluice::engine::interop::df_to_record_batch(df)?;
+    let batch = utf8_view_to_utf8(&batch)?;
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(&batch)?;
+        w.finish()?;
+    }
+    let path = dir.join(format!("batch-{batch_id}.jsonl"));
+    let tmp = dir.join(format!(".batch-{batch_id}.jsonl.tmp"));
+    std::fs::write(&tmp, &buf).map_err(|e| io(e, &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(e, &path))?;
+    Ok(())
+}
+
+fn utf8_view_to_utf8(batch: &arrow::array::RecordBatch) -> sluice::Result<arrow::array::RecordBatch> {
+    use arrow::datatypes::DataType as A;
+    let mut fields = Vec::new();
+    let mut cols = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.data_type() == &A::Utf8View {
+            cols.push(arrow::compute::cast(c, &A::Utf8)?);
+            fields.push(f.as_ref().clone().with_data_type(A::Utf8));
+        } else {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    Ok(arrow::array::RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), cols)?)
+}
+
+/// Runs `df` per the oracle contract: AvailableNow, `batch-<id>.jsonl` per batch.
+pub fn run_contract(
+    df: StreamingDataFrame,
+    mode: OutputMode,
+    output: &Path,
+    checkpoint: &Path,
+    display: ProgressDisplay,
+) -> anyhow::Result<Vec<StreamingQueryProgress>> {
+    let out = output.to_path_buf();
+    let query = df
+        .write_stream()
+        .output_mode(mode)
+        .trigger(Trigger::AvailableNow)
+        .checkpoint_location(checkpoint)
+        .progress(display)
+        .foreach_batch(move |batch, id| write_batch_jsonl(&out, batch, id))
+        .start()?;
+    query.await_termination()?;
+    Ok(query.recent_progress())
+}
+
+/// A checkpoint folder: the given one, or a fresh temporary one.
+pub fn checkpoint_dir(given: &Option<PathBuf>, job: &str) -> PathBuf {
+    given.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sluice-{job}-{}", std::process::id()))
+    })
+}
+
+/// The bundled real data.
+pub mod wiki {
+    use std::io::{BufRead, Write};
+    use std::path::{Path, PathBuf};
+
+    /// `data/wikiticker-2015-09-12-sampled.json.gz` in the project.
+    pub fn bundled() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/wikiticker-2015-09-12-sampled.json.gz")
+    }
+
+    /// Splits the bundled edits, in file order, into JSON lines files of `per_file` edits
+    /// (`part-00000.json`, ...) in `dir`, with modification times in name order (the file
+    /// source's order). Returns the number of files.
+    pub fn split_bundled(dir: &Path, per_file: usize) -> anyhow::Result<usize> {
+        std::fs::create_dir_all(dir)?;
+        let gz = std::fs::File::open(bundled())?;
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(gz));
+        let mut files = 0;
+        let mut current: Option<std::io::BufWriter<std::fs::File>> = None;
+        let mut in_file = 0;
+        let mut paths = Vec::new();
+        for line in reader.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if current.is_none() || in_file == per_file {
+                if let Some(mut w) = current.take() {
+                    w.flush()?;
+                }
+                let p = dir.join(format!("part-{files:05}.json"));
+                current = Some(std::io::BufWriter::new(std::fs::File::create(&p)?));
+                paths.push(p);
+                files += 1;
+                in_file = 0;
+            }
+            let w = current.as_mut().expect("a file is open");
+            w.write_all(line.as_bytes())?;
+            w.write_all(b"\n")?;
+            in_file += 1;
+        }
+        if let Some(mut w) = current.take() {
+            w.flush()?;
+        }
+        for (i, p) in paths.iter().enumerate() {
+            let f = std::fs::File::options().write(true).open(p)?;
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64))?;
+        }
+        Ok(files)
+    }
+}

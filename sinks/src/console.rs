@@ -1,0 +1,45 @@
+//! [`ConsoleSink`]: prints each batch as a table under a `Batch: N` header (Spark's
+//! console sink). Not idempotent: a replayed batch prints again, as in Spark.
+
+use std::io::Write;
+
+use polars::prelude::DataFrame;
+use sluice_engine::checkpoint::BatchId;
+use sluice_engine::{Result, Sink};
+
+/// Prints batches to stdout.
+pub struct ConsoleSink {
+    /// Maximum rows printed per batch (Spark's `numRows`, default 20).
+    pub num_rows: usize,
+}
+
+impl Default for ConsoleSink {
+    fn default() -> Self {
+        Self { num_rows: 20 }
+    }
+}
+
+impl ConsoleSink {
+    /// The table text printed for one batch.
+    pub fn render(&self, batch_id: BatchId, data: &DataFrame) -> String {
+        let shown = data.head(Some(self.num_rows));
+        let mut out = format!("-------------------------------------------\nBatch: {batch_id}\n-------------------------------------------\n{shown}\n");
+        if data.height() > self.num_rows {
+            out.push_str(&format!("only showing top {} of {} rows\n", self.num_rows, data.height()));
+        }
+        out
+    }
+}
+
+impl Sink for ConsoleSink {
+    fn description(&self) -> String {
+        "ConsoleSink".into()
+    }
+    fn add_batch(&mut self, batch_id: BatchId, data: &DataFrame) -> Result<()> {
+        let text = self.render(batch_id, data);
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .map_err(|source| sluice_engine::SluiceError::Io { path: "<stdout>".into(), source })
+    }
+}

@@ -1,0 +1,15 @@
+//! # sluice-sinks
+//!
+//! Sinks for Sluice: [`console`], [`memory`], [`file`] (Parquet, JSON lines, CSV with a
+//! manifest for exactly-once output) and `foreach_batch` (re-exported from the engine).
+
+pub mod console;
+pub mod file;
+pub mod memory;
+
+pub use console::ConsoleSink;
+pub use file::{
+    manifest_entry_path, read_manifest, read_output, FileFormat, FileSink, FileSinkProvider, ManifestEntry, ManifestFile,
+};
+pub use memory::{MemorySink, MemoryTable};
+pub use sluice_engine::ForeachBatchSink;

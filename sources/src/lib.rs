@@ -1,0 +1,10 @@
+//! # sluice-sources
+//!
+//! Sources for Sluice: [`file`] (JSON lines, CSV, Parquet directories, Spark's
+//! `FileStreamSource`) and [`memory`] (`MemoryStream`, for tests).
+
+pub mod file;
+pub mod memory;
+
+pub use file::{FileFormat, FileSource, FileSourceFormat, FileSourceProvider, ParseMode};
+pub use memory::MemoryStream;

@@ -1,0 +1,154 @@
+//! Oracle cases: Spark 3.5 Structured Streaming's output for named jobs over given inputs
+//! (`tests/oracle/cases`, copied from the shared oracle). Each case runs the same query as
+//! its example program, in process, and must match Spark batch by batch, as judged by the
+//! oracle's own `compare.py`; the watermark and input rows of every batch must match
+//! Spark's `progress.jsonl` too.
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use sluice::prelude::*;
+use sluice::StreamingQueryProgress;
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases")
+}
+
+/// Copies `from` to `to` with modification times in name order (Git keeps none).
+fn copy_ordered(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    for (i, n) in names.iter().enumerate() {
+        let (f, d) = (from.join(n), to.join(n));
+        if f.is_dir() {
+            copy_ordered(&f, &d);
+            continue;
+        }
+        std::fs::copy(&f, &d).unwrap();
+        let file = std::fs::File::options().write(true).open(&d).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64)).unwrap();
+    }
+}
+
+fn param<'a>(case: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    case["params"][name].as_str()
+}
+
+/// Runs a case's job; returns the output folder and the progress of every batch.
+fn run_case(name: &str) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress>, tempfile::TempDir) {
+    let case_dir = cases_dir().join(name);
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir.join("case.json")).unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    copy_ordered(&case_dir.join("input"), &input);
+    let out = work.path().join("out");
+    let ck = work.path().join("ck");
+    let session = Session::new();
+    let mode: OutputMode = param(&case, "mode").unwrap_or("append").parse().unwrap();
+    let df = match case["job"].as_str().unwrap() {
+        "windowed_agg" => {
+            let src = common::json_source(&session, &input, common::sensor_schema()).unwrap();
+            common::windowed_agg(src, param(&case, "window").unwrap(), param(&case, "slide"), param(&case, "watermark"))
+                .unwrap()
+        }
+        "wiki_edits" => {
+            let src = common::json_source(&session, &input, common::wiki_schema()).unwrap();
+            common::wiki_edits(src, param(&case, "window").unwrap(), param(&case, "watermark").unwrap()).unwrap()
+        }
+        "running_counts" => {
+            let src = common::json_source(&session, &input, common::wiki_schema()).unwrap();
+            common::running_counts(src)
+        }
+        other => panic!("job {other} is not part of this suite"),
+    };
+    let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
+    (case_dir, out, progress, work)
+}
+
+fn compare_with_spark(case_dir: &Path, out: &Path) {
+    let result = std::process::Command::new("python3")
+        .arg(cases_dir().parent().unwrap().join("compare.py"))
+        .arg(case_dir)
+        .arg(out)
+        .output()
+        .expect("python3 runs the oracle's compare.py (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "output differs from Spark's:\n{text}{}", String::from_utf8_lossy(&result.stderr));
+    assert!(text.contains(": match"), "{text}");
+}
+
+/// Every batch ran with Spark's watermark and read Spark's number of rows.
+fn compare_progress(case_dir: &Path, progress: &[StreamingQueryProgress]) {
+    let expected: Vec<serde_json::Value> = std::fs::read_to_string(case_dir.join("progress.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(progress.len(), expected.len(), "number of batches (Spark ran {})", expected.len());
+    for (p, e) in progress.iter().zip(&expected) {
+        assert_eq!(p.batch_id, e["batch"].as_u64().unwrap());
+        assert_eq!(p.num_input_rows, e["input_rows"].as_u64().unwrap(), "input rows of batch {}", p.batch_id);
+        assert_eq!(
+            p.event_time.get("watermark").map(String::as_str),
+            e["watermark"].as_str(),
+            "watermark of batch {}",
+            p.batch_id
+        );
+    }
+}
+
+fn oracle(name: &str) {
+    let (case_dir, out, progress, _work) = run_case(name);
+    compare_progress(&case_dir, &progress);
+    compare_with_spark(&case_dir, &out);
+}
+
+#[test]
+fn p01_handmade() {
+    oracle("p01_handmade");
+}
+
+#[test]
+fn p02_sliding_append() {
+    oracle("p02_sliding_append");
+}
+
+#[test]
+fn p03_tumbling_update() {
+    oracle("p03_tumbling_update");
+}
+
+#[test]
+fn p04_tumbling_complete() {
+    oracle("p04_tumbling_complete");
+}
+
+#[test]
+fn p05_wiki_edits() {
+    oracle("p05_wiki_edits");
+}
+
+#[test]
+fn p06_wiki_running_counts() {
+    oracle("p06_wiki_running_counts");
+}
+
+/// The comparison itself must be able to fail: a changed row is caught.
+#[test]
+fn oracle_comparison_detects_a_wrong_row() {
+    let (case_dir, out, _, _work) = run_case("p01_handmade");
+    let path = out.join("batch-5.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"n\":4", "\"n\":5", 1)).unwrap();
+    let result = std::process::Command::new("python3")
+        .arg(cases_dir().parent().unwrap().join("compare.py"))
+        .arg(&case_dir)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!result.status.success(), "a changed count must not match Spark");
+}
