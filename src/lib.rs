@@ -106,6 +106,12 @@ impl Session {
     pub fn new() -> Self {
         let inner = sluice_engine::Session::new();
         let memory_tables: Arc<Mutex<HashMap<String, MemoryTable>>> = Arc::default();
+        inner.register_source_format("json", Arc::new(sluice_sources::FileSourceFormat::json()));
+        inner.register_source_format("csv", Arc::new(sluice_sources::FileSourceFormat::csv()));
+        inner.register_source_format("parquet", Arc::new(sluice_sources::FileSourceFormat::parquet()));
+        for format in [sinks::FileFormat::Parquet, sinks::FileFormat::Json, sinks::FileFormat::Csv] {
+            inner.register_sink(format.name(), Arc::new(sinks::FileSinkProvider::new(format)));
+        }
         inner.register_sink("console", Arc::new(ConsoleProvider));
         inner.register_sink("memory", Arc::new(MemoryProvider(memory_tables.clone())));
         Session { inner, memory_tables }

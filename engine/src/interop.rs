@@ -3,7 +3,7 @@
 //!
 //! Event time is `Timestamp(Microsecond, "UTC")` on the arrow side (as in Spark) and a
 //! time-zone-naive `Datetime(Microseconds)` inside Polars, read as UTC: conversion strips
-//! and restores the `UTC` tag (metadata only, the values are not touched).
+//! and restores a UTC tag (`+00:00`; metadata only, the values are not touched).
 
 use std::sync::Arc;
 
@@ -12,6 +12,10 @@ use arrow::datatypes::{DataType as ArrowDataType, Field as ArrowField, Schema as
 use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, Series};
 
 use crate::{Result, SluiceError};
+
+/// The time-zone tag of exported timestamps: a fixed UTC offset, which every arrow-rs
+/// kernel and writer understands without the `chrono-tz` database.
+pub const UTC_TAG: &str = "+00:00";
 
 /// Drops a UTC time-zone tag from timestamps (top level and inside structs).
 fn strip_utc(dt: &ArrowDataType) -> ArrowDataType {
@@ -30,7 +34,7 @@ fn strip_utc(dt: &ArrowDataType) -> ArrowDataType {
 /// Tags time-zone-naive timestamps as UTC, recursively through structs.
 pub fn tag_utc(dt: &ArrowDataType) -> ArrowDataType {
     match dt {
-        ArrowDataType::Timestamp(unit, None) => ArrowDataType::Timestamp(*unit, Some("UTC".into())),
+        ArrowDataType::Timestamp(unit, None) => ArrowDataType::Timestamp(*unit, Some(UTC_TAG.into())),
         ArrowDataType::Struct(fields) => ArrowDataType::Struct(
             fields
                 .iter()
@@ -197,7 +201,7 @@ mod tests {
         assert!(t.is_null(1));
         assert_eq!(
             back.schema().field(2).data_type(),
-            &ArrowDataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
+            &ArrowDataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(UTC_TAG.into()))
         );
     }
 }
