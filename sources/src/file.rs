@@ -49,19 +49,18 @@ use arrow::array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt32Type, UInt64Type,
 };
 use arrow::array::{
-    new_null_array, Array, ArrayRef, ArrowPrimitiveType, PrimitiveBuilder, RecordBatch, RecordBatchOptions,
-    StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, PrimitiveBuilder, RecordBatch, RecordBatchOptions, StringArray, new_null_array,
 };
 use arrow::compute::kernels::cast_utils::string_to_datetime;
-use arrow::compute::{cast_with_options, concat_batches, CastOptions};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches};
 use arrow::datatypes::{
     DataType as ArrowDataType, Field as ArrowField, FieldRef, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef,
     TimeUnit as ArrowTimeUnit,
 };
 use arrow::error::ArrowError;
 use arrow::json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use polars::prelude::{Column, DataFrame, DataType, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::{BatchLog, CheckpointError};
@@ -72,11 +71,13 @@ use sluice_engine::{
 };
 
 /// The message of the error returned when a file source has no schema.
-const MISSING_SCHEMA: &str =
-    "file sources need a schema (Spark's readStream requires one): call .schema(...)";
+const MISSING_SCHEMA: &str = "file sources need a schema (Spark's readStream requires one): call .schema(...)";
 
 /// Non-blank JSON lines decoded together on the fast path.
 const JSON_CHUNK_LINES: usize = 8192;
+
+/// The UTF-8 byte-order mark, skipped at the start of JSON and CSV files.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Rows per arrow batch when decoding CSV and Parquet.
 const BATCH_ROWS: usize = 8192;
@@ -120,9 +121,7 @@ impl FromStr for FileFormat {
             "json" => Ok(FileFormat::Json),
             "csv" => Ok(FileFormat::Csv),
             "parquet" => Ok(FileFormat::Parquet),
-            _ => Err(SluiceError::InvalidArgument(format!(
-                "unknown file format {s:?}: expected json, csv or parquet"
-            ))),
+            _ => Err(SluiceError::InvalidArgument(format!("unknown file format {s:?}: expected json, csv or parquet"))),
         }
     }
 }
@@ -426,13 +425,13 @@ fn arrow_type_of(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
             return Err(invalid(format!(
                 "column {name:?}: declare timestamps as Datetime(unit, None), not with time zone {tz}: \
                  Sluice reads event time as UTC"
-            )))
+            )));
         }
         other => {
             return Err(invalid(format!(
                 "column {name:?}: file sources cannot read type {other} (supported: Boolean, Int32, Int64, \
                  UInt32, UInt64, Float32, Float64, String, Date, Datetime)"
-            )))
+            )));
         }
     })
 }
@@ -445,19 +444,14 @@ impl FileSourceConfig {
         options: &BTreeMap<String, String>,
     ) -> Result<Self> {
         let user = schema.ok_or_else(|| invalid(MISSING_SCHEMA))?;
-        let opts: HashMap<String, &str> =
-            options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
+        let opts: HashMap<String, &str> = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
         let get = |key: &str| opts.get(&key.to_ascii_lowercase()).copied();
 
         let max_files_per_trigger = match get("maxFilesPerTrigger") {
             None => None,
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(invalid(format!(
-                        "option maxFilesPerTrigger: {v:?} is not a positive integer"
-                    )))
-                }
+                _ => return Err(invalid(format!("option maxFilesPerTrigger: {v:?} is not a positive integer"))),
             },
         };
         let mode = get("mode").map(ParseMode::from_str).transpose()?.unwrap_or_default();
@@ -511,10 +505,8 @@ impl FileSourceConfig {
             return Err(invalid("the schema of a file source needs at least one data column"));
         }
 
-        let dir = std::path::absolute(path).map_err(|source| SluiceError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let dir =
+            std::path::absolute(path).map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
         if dir.to_str().is_none() {
             return Err(invalid(format!("the directory {} is not valid UTF-8", dir.display())));
         }
@@ -605,7 +597,12 @@ impl FileStreamSource {
         }
     }
 
-    fn parse_entry(log: &BatchLog<'_, serde_json::Value>, ctx: SourceContext<'_>, id: u64, value: serde_json::Value) -> Result<Vec<LoggedFile>> {
+    fn parse_entry(
+        log: &BatchLog<'_, serde_json::Value>,
+        ctx: SourceContext<'_>,
+        id: u64,
+        value: serde_json::Value,
+    ) -> Result<Vec<LoggedFile>> {
         serde_json::from_value::<SourceLogEntry>(value).map(|e| e.files).map_err(|e| {
             SluiceError::Checkpoint(CheckpointError::Corrupt {
                 path: ctx.checkpoint.display_path(&log.path(id)),
@@ -637,11 +634,7 @@ impl FileStreamSource {
     }
 
     fn ensure_initialized(&mut self, ctx: SourceContext<'_>) -> Result<()> {
-        if self.initialized {
-            Ok(())
-        } else {
-            self.load_log(ctx)
-        }
+        if self.initialized { Ok(()) } else { self.load_log(ctx) }
     }
 
     /// Regular files directly in the directory, not hidden, by (modification time, path).
@@ -669,9 +662,8 @@ impl FileStreamSource {
             if !meta.is_file() {
                 continue;
             }
-            let mtime = meta
-                .modified()
-                .map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
+            let mtime =
+                meta.modified().map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
             let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
                 Ok(d) => d.as_nanos() as i128,
                 Err(e) => -(e.duration().as_nanos() as i128),
@@ -736,13 +728,13 @@ impl Source for FileStreamSource {
                     reason: format!(
                         "the offset log says the file source reached logOffset {k} but its log ends at {latest}"
                     ),
-                }))
+                }));
             }
             None if k > 0 => {
                 return Err(SluiceError::Checkpoint(CheckpointError::Missing {
                     path: ctx.checkpoint.display_path(&log.path(k)),
                     reason: format!("the offset log says the file source reached logOffset {k} but its log is empty"),
-                }))
+                }));
             }
             _ => {}
         }
@@ -909,6 +901,32 @@ fn trim_eol(raw: &[u8]) -> &[u8] {
     &raw[..end]
 }
 
+/// A result of [`bisect`]: rows decoded from a run of good records, or one bad record.
+enum Piece<'a, T> {
+    Good(Vec<RecordBatch>),
+    Bad(&'a T, ArrowError),
+}
+
+/// Decodes `items` with `decode`; a run that fails is split in halves until its bad
+/// records are isolated, so a file with a few bad records costs a few extra decodes, not
+/// one per record. `visit` sees the pieces in input order (FAILFAST stops at the first).
+fn bisect<'a, T>(
+    items: &'a [T],
+    decode: &impl Fn(&[T]) -> std::result::Result<Vec<RecordBatch>, ArrowError>,
+    visit: &mut impl FnMut(Piece<'a, T>) -> Result<()>,
+) -> Result<()> {
+    match decode(items) {
+        Ok(batches) => visit(Piece::Good(batches)),
+        Err(e) if items.len() == 1 => visit(Piece::Bad(&items[0], e)),
+        Err(_) if items.is_empty() => Ok(()),
+        Err(_) => {
+            let (left, right) = items.split_at(items.len() / 2);
+            bisect(left, decode, visit)?;
+            bisect(right, decode, visit)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // JSON lines
 
@@ -942,6 +960,7 @@ fn decode_json_lines(
 }
 
 fn decode_json(cfg: &FileSourceConfig, path: &str, bytes: &[u8]) -> Result<Decoded> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let mut out = Decoded::default();
     let mut chunk: Vec<(usize, &[u8])> = Vec::new();
     for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -964,36 +983,28 @@ fn decode_json(cfg: &FileSourceConfig, path: &str, bytes: &[u8]) -> Result<Decod
 fn decode_json_chunk(cfg: &FileSourceConfig, path: &str, lines: &[(usize, &[u8])], out: &mut Decoded) -> Result<()> {
     let track = cfg.corrupt_index.is_some();
     let schema = &cfg.data_schema;
-    if let Ok(batch) = decode_json_lines(schema, lines, false) {
-        out.push_good(batch, track);
-        return Ok(());
-    }
-    // Slow path: find the malformed lines one by one.
-    for &(line_no, line) in lines {
-        let one = [(line_no, line)];
-        match decode_json_lines(schema, &one, false) {
-            Ok(batch) => out.push_good(batch, track),
-            Err(e) => match cfg.mode {
-                ParseMode::FailFast => {
-                    return Err(SluiceError::MalformedRecord {
-                        path: path.to_string(),
-                        line: line_no,
-                        message: e.to_string(),
-                    })
-                }
-                ParseMode::DropMalformed => {}
-                ParseMode::Permissive => {
-                    // Spark 3: keep the fields that converted.
-                    let row = decode_json_lines(schema, &one, true)
-                        .ok()
-                        .filter(|b| b.num_rows() == 1)
-                        .unwrap_or_else(|| null_row(schema));
-                    out.push_bad(row, line, track);
-                }
-            },
+    let decode = |part: &[(usize, &[u8])]| decode_json_lines(schema, part, false).map(|b| vec![b]);
+    bisect(lines, &decode, &mut |piece| match piece {
+        Piece::Good(batches) => {
+            batches.into_iter().for_each(|b| out.push_good(b, track));
+            Ok(())
         }
-    }
-    Ok(())
+        Piece::Bad(&(line_no, line), e) => match cfg.mode {
+            ParseMode::FailFast => {
+                Err(SluiceError::MalformedRecord { path: path.to_string(), line: line_no, message: e.to_string() })
+            }
+            ParseMode::DropMalformed => Ok(()),
+            ParseMode::Permissive => {
+                // Spark 3: keep the fields that converted.
+                let row = decode_json_lines(schema, &[(line_no, line)], true)
+                    .ok()
+                    .filter(|b| b.num_rows() == 1)
+                    .unwrap_or_else(|| null_row(schema));
+                out.push_bad(row, line, track);
+                Ok(())
+            }
+        },
+    })
 }
 
 /// Decoders following Spark's JSON conversions where arrow-json is more lenient, and
@@ -1025,7 +1036,9 @@ impl DecoderFactory for SparkJsonDecoders {
             ArrowDataType::Timestamp(unit, tz) => {
                 let tz: Tz = tz.as_deref().unwrap_or("+00:00").parse()?;
                 match unit {
-                    ArrowTimeUnit::Second => Box::new(TimestampDecoder::<TimestampSecondType>::new(name, dt, tz, lenient)),
+                    ArrowTimeUnit::Second => {
+                        Box::new(TimestampDecoder::<TimestampSecondType>::new(name, dt, tz, lenient))
+                    }
                     ArrowTimeUnit::Millisecond => {
                         Box::new(TimestampDecoder::<TimestampMillisecondType>::new(name, dt, tz, lenient))
                     }
@@ -1052,9 +1065,7 @@ struct NamedDecoder {
 
 impl ArrayDecoder for NamedDecoder {
     fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> std::result::Result<ArrayRef, ArrowError> {
-        self.inner
-            .decode(tape, pos)
-            .map_err(|e| ArrowError::JsonError(format!("column {:?}: {e}", self.name)))
+        self.inner.decode(tape, pos).map_err(|e| ArrowError::JsonError(format!("column {:?}: {e}", self.name)))
     }
 }
 
@@ -1095,7 +1106,7 @@ fn decode_scalars<T: ArrowPrimitiveType>(
                 return Err(ArrowError::JsonError(format!(
                     "column {name:?}: {} is not a valid {data_type}",
                     describe(tape, p)
-                )))
+                )));
             }
         }
     }
@@ -1207,12 +1218,22 @@ impl<T: ArrowTimestampType> ArrayDecoder for TimestampDecoder<T> {
 // ---------------------------------------------------------------------------------------
 // CSV
 
+/// Spark's CSV quote and escape characters (options `quote`, `escape`).
+const CSV_QUOTE: u8 = b'"';
+const CSV_ESCAPE: u8 = b'\\';
+
 fn csv_builder(cfg: &FileSourceConfig, schema: ArrowSchemaRef, batch_size: usize) -> arrow::csv::ReaderBuilder {
     arrow::csv::ReaderBuilder::new(schema)
         .with_header(false)
         .with_delimiter(cfg.delimiter)
-        .with_escape(b'\\')
+        .with_quote(CSV_QUOTE)
+        .with_escape(CSV_ESCAPE)
         .with_batch_size(batch_size)
+}
+
+/// Decodes CSV text with arrow-csv; any error fails it all.
+fn csv_read(builder: arrow::csv::ReaderBuilder, text: &[u8]) -> std::result::Result<Vec<RecordBatch>, ArrowError> {
+    builder.build(std::io::Cursor::new(text))?.collect()
 }
 
 /// The data schema with every column as a string (to find which fields do not convert).
@@ -1220,25 +1241,6 @@ fn string_schema(schema: &ArrowSchemaRef) -> ArrowSchemaRef {
     Arc::new(ArrowSchema::new(
         schema.fields().iter().map(|f| ArrowField::new(f.name(), ArrowDataType::Utf8, true)).collect::<Vec<_>>(),
     ))
-}
-
-/// Decodes the first CSV record of `rest` with a batch-size-1 decoder: the bytes it used
-/// and the row; on error, the bytes used when known.
-fn decode_csv_record(
-    builder: arrow::csv::ReaderBuilder,
-    rest: &[u8],
-) -> std::result::Result<(usize, Option<RecordBatch>), (Option<usize>, ArrowError)> {
-    let mut decoder = builder.build_decoder();
-    let read = decoder.decode(rest).map_err(|e| (None, e))?;
-    if decoder.capacity() > 0 {
-        // The record ends at the end of the file without a line break.
-        decoder.decode(&[]).map_err(|e| (None, e))?;
-    }
-    let read = if read == 0 { rest.len() } else { read };
-    match decoder.flush() {
-        Ok(batch) => Ok((read, batch)),
-        Err(e) => Err((Some(read), e)),
-    }
 }
 
 /// Where the data starts: after the header line when there is one.
@@ -1250,68 +1252,123 @@ fn csv_body_start(cfg: &FileSourceConfig, bytes: &[u8]) -> usize {
     while pos < bytes.len() && (bytes[pos] == b'\n' || bytes[pos] == b'\r') {
         pos += 1;
     }
-    match bytes[pos..].iter().position(|b| *b == b'\n') {
-        Some(i) => pos + i + 1,
-        None => bytes.len(),
+    csv_record_end(cfg, bytes, pos)
+}
+
+/// The end (exclusive, after its line break) of the CSV record starting at `start`: the
+/// first line break outside a quoted field. A quote opens a quoted field only at the start
+/// of a field; inside one, the escape character and a doubled quote escape the next quote.
+fn csv_record_end(cfg: &FileSourceConfig, bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    let mut field_start = true;
+    let mut quoted = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if quoted {
+            if b == CSV_ESCAPE {
+                i += 2;
+                continue;
+            }
+            if b == CSV_QUOTE {
+                if bytes.get(i + 1) == Some(&CSV_QUOTE) {
+                    i += 2;
+                    continue;
+                }
+                quoted = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'\n' {
+            return i + 1;
+        }
+        if field_start && b == CSV_QUOTE {
+            quoted = true;
+            field_start = false;
+        } else {
+            field_start = b == cfg.delimiter;
+        }
+        i += 1;
     }
+    bytes.len()
+}
+
+/// A CSV record: its 1-based first line and byte range (line break included).
+#[derive(Debug, Clone, Copy)]
+struct CsvRecord {
+    line: usize,
+    start: usize,
+    end: usize,
+}
+
+/// The records of `bytes[start..]`, without empty lines (which CSV readers skip).
+fn csv_records(cfg: &FileSourceConfig, bytes: &[u8], start: usize) -> Vec<CsvRecord> {
+    let mut records = Vec::new();
+    let mut line = 1 + bytes[..start].iter().filter(|b| **b == b'\n').count();
+    let mut pos = start;
+    while pos < bytes.len() {
+        let end = csv_record_end(cfg, bytes, pos);
+        if !trim_eol(&bytes[pos..end]).is_empty() {
+            records.push(CsvRecord { line, start: pos, end });
+        }
+        line += bytes[pos..end].iter().filter(|b| **b == b'\n').count();
+        pos = end;
+    }
+    records
+}
+
+/// Decodes records that must yield exactly one row each.
+fn csv_read_records(
+    cfg: &FileSourceConfig,
+    bytes: &[u8],
+    records: &[CsvRecord],
+) -> std::result::Result<Vec<RecordBatch>, ArrowError> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(Vec::new());
+    };
+    let batches = csv_read(csv_builder(cfg, cfg.data_schema.clone(), BATCH_ROWS), &bytes[first.start..last.end])?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows != records.len() {
+        return Err(ArrowError::CsvError(format!("expected {} records, found {rows}", records.len())));
+    }
+    Ok(batches)
 }
 
 fn decode_csv(cfg: &FileSourceConfig, path: &str, bytes: &[u8]) -> Result<Decoded> {
     let track = cfg.corrupt_index.is_some();
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let start = csv_body_start(cfg, bytes);
-    let body = &bytes[start..];
-    let fast = csv_builder(cfg, cfg.data_schema.clone(), BATCH_ROWS)
-        .build(std::io::Cursor::new(body))
-        .and_then(|reader| reader.collect::<std::result::Result<Vec<_>, _>>());
-    if let Ok(batches) = fast {
-        let mut out = Decoded::default();
+    let mut out = Decoded::default();
+    if let Ok(batches) = csv_read(csv_builder(cfg, cfg.data_schema.clone(), BATCH_ROWS), &bytes[start..]) {
         for b in batches {
             out.push_good(b, track);
         }
         return Ok(out);
     }
-
-    // Slow path: record by record.
-    let mut out = Decoded::default();
-    let mut pos = start;
-    let mut line = 1 + bytes[..start].iter().filter(|b| **b == b'\n').count();
-    loop {
-        while pos < bytes.len() && (bytes[pos] == b'\n' || bytes[pos] == b'\r') {
-            if bytes[pos] == b'\n' {
-                line += 1;
+    // Slow path: isolate the malformed records.
+    let records = csv_records(cfg, bytes, start);
+    let decode = |part: &[CsvRecord]| csv_read_records(cfg, bytes, part);
+    for chunk in records.chunks(BATCH_ROWS) {
+        bisect(chunk, &decode, &mut |piece| match piece {
+            Piece::Good(batches) => {
+                batches.into_iter().for_each(|b| out.push_good(b, track));
+                Ok(())
             }
-            pos += 1;
-        }
-        if pos >= bytes.len() {
-            break;
-        }
-        let rest = &bytes[pos..];
-        let (used, error) = match decode_csv_record(csv_builder(cfg, cfg.data_schema.clone(), 1), rest) {
-            Ok((used, batch)) => {
-                if let Some(batch) = batch {
-                    out.push_good(batch, track);
+            Piece::Bad(record, e) => {
+                let raw = trim_eol(&bytes[record.start..record.end]);
+                let (row, message) = csv_partial_row(cfg, raw, &e);
+                match cfg.mode {
+                    ParseMode::FailFast => {
+                        Err(SluiceError::MalformedRecord { path: path.to_string(), line: record.line, message })
+                    }
+                    ParseMode::DropMalformed => Ok(()),
+                    ParseMode::Permissive => {
+                        out.push_bad(row, raw, track);
+                        Ok(())
+                    }
                 }
-                (used, None)
             }
-            Err((used, e)) => {
-                let used = used.unwrap_or_else(|| rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1));
-                (used, Some(e))
-            }
-        };
-        let used = used.clamp(1, rest.len());
-        let raw = trim_eol(&rest[..used]);
-        if let Some(e) = error {
-            let (row, message) = csv_partial_row(cfg, raw, &e);
-            match cfg.mode {
-                ParseMode::FailFast => {
-                    return Err(SluiceError::MalformedRecord { path: path.to_string(), line, message })
-                }
-                ParseMode::DropMalformed => {}
-                ParseMode::Permissive => out.push_bad(row, raw, track),
-            }
-        }
-        line += rest[..used].iter().filter(|b| **b == b'\n').count();
-        pos += used;
+        })?;
     }
     Ok(out)
 }
@@ -1322,25 +1379,25 @@ fn csv_partial_row(cfg: &FileSourceConfig, raw: &[u8], error: &ArrowError) -> (R
     let schema = &cfg.data_schema;
     let n = schema.fields().len();
     let strings = string_schema(schema);
-    let exact = decode_csv_record(csv_builder(cfg, strings.clone(), 1), raw);
-    let padded = match &exact {
-        Ok(_) => None,
-        Err(_) => Some(decode_csv_record(csv_builder(cfg, strings, 1).with_truncated_rows(true), raw)),
-    };
-    let batch = match (&exact, &padded) {
-        (Ok((_, Some(b))), _) | (_, Some(Ok((_, Some(b))))) => b.clone(),
-        _ => {
-            let message = match error {
-                ArrowError::CsvError(m) if m.contains("incorrect number of fields") => {
-                    format!("the record has more fields than the {n} columns of the schema")
-                }
-                other => other.to_string(),
-            };
-            return (null_row(schema), message);
-        }
+    let one_row = |batches: Vec<RecordBatch>| batches.into_iter().find(|b| b.num_rows() == 1);
+    let exact = csv_read(csv_builder(cfg, strings.clone(), 1), raw).ok().and_then(one_row);
+    let (batch, short) = match exact {
+        Some(b) => (b, false),
+        None => match csv_read(csv_builder(cfg, strings, 1).with_truncated_rows(true), raw).ok().and_then(one_row) {
+            Some(b) => (b, true),
+            None => {
+                let message = match error {
+                    ArrowError::CsvError(m) if m.contains("incorrect number of fields") => {
+                        format!("the record has more fields than the {n} columns of the schema")
+                    }
+                    other => other.to_string(),
+                };
+                return (null_row(schema), message);
+            }
+        },
     };
     let mut problems = Vec::new();
-    if padded.is_some() {
+    if short {
         problems.push(format!("the record has fewer fields than the {n} columns of the schema"));
     }
     let safe = CastOptions { safe: true, ..Default::default() };
@@ -1354,15 +1411,15 @@ fn csv_partial_row(cfg: &FileSourceConfig, raw: &[u8], error: &ArrowError) -> (R
         }
         columns.push(converted);
     }
-    let row = RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(1)))
-        .unwrap_or_else(|_| null_row(schema));
+    let row =
+        RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(1)))
+            .unwrap_or_else(|_| null_row(schema));
     let message = if problems.is_empty() { error.to_string() } else { problems.join("; ") };
     (row, message)
 }
 
 // ---------------------------------------------------------------------------------------
 // Parquet
-
 fn read_parquet(cfg: &FileSourceConfig, path: &str) -> Result<Vec<RecordBatch>> {
     let io = |source| SluiceError::Io { path: path.to_string(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -1446,10 +1503,7 @@ mod tests {
     #[test]
     fn schema_maps_to_arrow_and_corrupt_column_is_last() {
         let c = cfg(FileFormat::Json, schema(), &[("columnnameofcorruptrecord", "_corrupt_record")]).unwrap();
-        assert_eq!(
-            c.data_schema.field(0).data_type(),
-            &ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, None)
-        );
+        assert_eq!(c.data_schema.field(0).data_type(), &ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, None));
         assert_eq!(c.out_schema.fields().len(), 4);
         assert_eq!(c.corrupt_index, Some(3));
         assert_eq!(c.schema.get("_corrupt_record"), Some(&DataType::String));
@@ -1464,7 +1518,10 @@ mod tests {
         assert!(cfg(FileFormat::Json, schema(), &[("mode", "LENIENT")]).is_err());
         assert!(cfg(FileFormat::Csv, schema(), &[("sep", ";;")]).is_err());
         assert_eq!(cfg(FileFormat::Csv, schema(), &[("sep", "\\t")]).unwrap().delimiter, b'\t');
-        assert_eq!(cfg(FileFormat::Json, schema(), &[("MAXFILESPERTRIGGER", "2")]).unwrap().max_files_per_trigger, Some(2));
+        assert_eq!(
+            cfg(FileFormat::Json, schema(), &[("MAXFILESPERTRIGGER", "2")]).unwrap().max_files_per_trigger,
+            Some(2)
+        );
         let tz = Schema::from_iter([polars::prelude::Field::new(
             "t".into(),
             DataType::Datetime(TimeUnit::Microseconds, Some(polars::prelude::TimeZone::UTC)),

@@ -1,6 +1,6 @@
 //! # sluice-sources
 //!
-//! Sources for Sluice: [`file`] (JSON lines, CSV, Parquet directories, Spark's
+//! Sources for Sluice: [`file`](mod@file) (JSON lines, CSV, Parquet directories, Spark's
 //! `FileStreamSource`) and [`memory`] (`MemoryStream`, for tests).
 
 pub mod file;
