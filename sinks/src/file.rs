@@ -7,7 +7,7 @@
 //! <out>/_sluice_metadata/<batch id>                        manifest entry of each batch
 //! ```
 //! A manifest entry is `"v1\n"` followed by one JSON line per data file of the batch:
-//! `{"path": "part-00003-<uuid>.parquet", "size": <bytes>, "rows": <n>, "schema": "..."}`
+//! `{"path": "part-00003-<uuid>.parquet", "size": <bytes>, "rows": <n>, "schema": [...]}`
 //! (`path` relative to `<out>`; `schema` is the Arrow type of the rows, see
 //! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines.
 //!
@@ -22,7 +22,8 @@
 //!
 //! # Types
 //! * Parquet (`parquet::arrow::ArrowWriter`, snappy by default): the batch's Arrow schema
-//!   as is: strings `Utf8View`, event time `Timestamp(Microsecond, "UTC")`, structs
+//!   as is: strings `Utf8View`, event time `Timestamp(Microsecond, "+00:00")` (Parquet
+//!   `TIMESTAMP(MICROS, isAdjustedToUTC = true)`, Spark's `timestamp`), structs
 //!   (e.g. a `window {start, end}` column) nested.
 //! * JSON lines (arrow-json): one object per row, structs as nested objects, null fields
 //!   omitted (Spark's `ignoreNullFields=true`), timestamps as RFC 3339 UTC strings
@@ -48,7 +49,7 @@ use parquet::file::properties::WriterProperties;
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 use sluice_engine::checkpoint::{BatchId, CheckpointError};
-use sluice_engine::interop::{df_to_record_batch, record_batches_to_df};
+use sluice_engine::interop::{df_to_record_batch, record_batches_to_df, UTC_TAG};
 use sluice_engine::{OutputMode, Result, Sink, SinkContext, SinkProvider, SluiceError};
 
 /// The directory under the output directory that holds the manifest (Spark's
@@ -109,9 +110,7 @@ impl FromStr for FileFormat {
             "parquet" => Ok(FileFormat::Parquet),
             "json" => Ok(FileFormat::Json),
             "csv" => Ok(FileFormat::Csv),
-            _ => Err(SluiceError::InvalidArgument(format!(
-                "unknown file format {s:?}: use parquet, json or csv"
-            ))),
+            _ => Err(SluiceError::InvalidArgument(format!("unknown file format {s:?}: use parquet, json or csv"))),
         }
     }
 }
@@ -127,12 +126,94 @@ pub struct ManifestFile {
     pub size: u64,
     /// The number of rows in the file.
     pub rows: u64,
-    /// The Arrow type of the file's rows as a `Struct(...)` in arrow's `DataType`
-    /// display form (parsed back with `DataType::from_str`), so JSON and CSV files read
-    /// back with their written types (timestamps, structs) rather than inferred ones.
-    /// Absent in entries written by other tools; readers then infer the schema.
+    /// The Arrow schema of the file's rows, so JSON and CSV files read back with their
+    /// written types (timestamps, structs) rather than inferred ones: a JSON array of
+    /// fields `{"name": .., "nullable": .., "type": ..}` where `type` is arrow's
+    /// `DataType` display form (e.g. `"Timestamp(µs, \"+00:00\")"`) for non-nested types,
+    /// and `"Struct"` with `"fields": [..]`, `"List"` / `"LargeList"` with `"item": {..}`,
+    /// or `"FixedSizeList"` with `"size"` and `"item"` for nested ones. Decode it with
+    /// [`ManifestFile::arrow_schema`]. Absent in entries written by other tools; readers
+    /// then infer the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<String>,
+    pub schema: Option<serde_json::Value>,
+}
+
+impl ManifestFile {
+    /// The decoded [`ManifestFile::schema`], `None` when the entry has none.
+    ///
+    /// # Errors
+    /// A message saying what does not decode.
+    pub fn arrow_schema(&self) -> std::result::Result<Option<SchemaRef>, String> {
+        match &self.schema {
+            None => Ok(None),
+            Some(v) => Ok(Some(Arc::new(Schema::new(decode_fields(v)?)))),
+        }
+    }
+}
+
+/// Encodes fields for [`ManifestFile::schema`].
+fn encode_fields(fields: &Fields) -> serde_json::Value {
+    serde_json::Value::Array(fields.iter().map(|f| encode_field(f)).collect())
+}
+
+fn encode_field(f: &Field) -> serde_json::Value {
+    use serde_json::json;
+    let mut v = json!({"name": f.name(), "nullable": f.is_nullable()});
+    let m = v.as_object_mut().expect("object");
+    match f.data_type() {
+        DataType::Struct(children) => {
+            m.insert("type".into(), json!("Struct"));
+            m.insert("fields".into(), encode_fields(children));
+        }
+        DataType::List(item) => {
+            m.insert("type".into(), json!("List"));
+            m.insert("item".into(), encode_field(item));
+        }
+        DataType::LargeList(item) => {
+            m.insert("type".into(), json!("LargeList"));
+            m.insert("item".into(), encode_field(item));
+        }
+        DataType::FixedSizeList(item, size) => {
+            m.insert("type".into(), json!("FixedSizeList"));
+            m.insert("size".into(), json!(size));
+            m.insert("item".into(), encode_field(item));
+        }
+        other => {
+            m.insert("type".into(), json!(other.to_string()));
+        }
+    }
+    v
+}
+
+fn decode_fields(v: &serde_json::Value) -> std::result::Result<Fields, String> {
+    let arr = v.as_array().ok_or_else(|| format!("schema is not an array of fields: {v}"))?;
+    arr.iter().map(decode_field).collect::<std::result::Result<Vec<_>, _>>().map(Fields::from)
+}
+
+fn decode_field(v: &serde_json::Value) -> std::result::Result<Field, String> {
+    let name = v.get("name").and_then(|n| n.as_str()).ok_or_else(|| format!("field without a name: {v}"))?;
+    let nullable = v.get("nullable").and_then(|n| n.as_bool()).unwrap_or(true);
+    let ty = v.get("type").and_then(|t| t.as_str()).ok_or_else(|| format!("field {name:?} without a type"))?;
+    let item = || -> std::result::Result<Arc<Field>, String> {
+        Ok(Arc::new(decode_field(v.get("item").ok_or_else(|| format!("list field {name:?} without an item"))?)?))
+    };
+    let dt = match ty {
+        "Struct" => DataType::Struct(decode_fields(
+            v.get("fields").ok_or_else(|| format!("struct field {name:?} without fields"))?,
+        )?),
+        "List" => DataType::List(item()?),
+        "LargeList" => DataType::LargeList(item()?),
+        "FixedSizeList" => {
+            let size = v
+                .get("size")
+                .and_then(|s| s.as_i64())
+                .and_then(|s| i32::try_from(s).ok())
+                .ok_or_else(|| format!("fixed-size list field {name:?} without a size"))?;
+            DataType::FixedSizeList(item()?, size)
+        }
+        other => DataType::from_str(other).map_err(|e| format!("field {name:?}: type {other:?}: {e}"))?,
+    };
+    Ok(Field::new(name, dt, nullable))
 }
 
 /// The manifest entry of one batch: the data files it wrote (none for an empty batch).
@@ -254,8 +335,12 @@ impl FileSink {
             let path = entry.path();
             if name.starts_with(&prefix) && FileFormat::from_path(&path).is_some() && path.is_file() {
                 match fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(path = %path.display(), batch_id, "removed orphaned part file of a replayed batch"),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove orphaned part file; readers ignore it"),
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), batch_id, "removed orphaned part file of a replayed batch")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove orphaned part file; readers ignore it")
+                    }
                 }
             }
         }
@@ -267,8 +352,9 @@ impl FileSink {
     fn write_data_file(&self, batch_id: BatchId, batch: &RecordBatch) -> Result<ManifestFile> {
         let name = format!("part-{batch_id:05}-{}.{}", uuid::Uuid::new_v4(), self.format.name());
         let path = self.out_dir.join(&name);
-        let prepared = prepare_batch(batch, self.format).map_err(|e| self.sink_err(format!("batch {batch_id}: {e}")))?;
-        let schema_str = DataType::Struct(prepared.schema().fields().clone()).to_string();
+        let prepared =
+            prepare_batch(batch, self.format).map_err(|e| self.sink_err(format!("batch {batch_id}: {e}")))?;
+        let schema = encode_fields(prepared.schema().fields());
         let file = File::create_new(&path).map_err(io_err(&path))?;
         let written = self.encode(&file, &prepared);
         if let Err(e) = written {
@@ -280,7 +366,7 @@ impl FileSink {
         }
         file.sync_all().map_err(io_err(&path))?;
         let size = file.metadata().map_err(io_err(&path))?.len();
-        Ok(ManifestFile { path: name, size, rows: prepared.num_rows() as u64, schema: Some(schema_str) })
+        Ok(ManifestFile { path: name, size, rows: prepared.num_rows() as u64, schema: Some(schema) })
     }
 
     fn encode(&self, file: &File, batch: &RecordBatch) -> std::result::Result<(), EncodeError> {
@@ -450,11 +536,13 @@ impl SinkProvider for FileSinkProvider {
 // Preparing a batch for a format
 // ---------------------------------------------------------------------------------------
 
-/// The type an array is written as in JSON / CSV: timestamps tagged UTC (values are UTC
-/// epoch offsets, so only the tag changes), recursively through structs and lists.
+/// The type an array is written as in JSON / CSV: timestamps tagged UTC with the
+/// engine's [`UTC_TAG`] (values are UTC epoch offsets, so only the tag changes; a fixed
+/// offset because arrow-rs parses named zones only with `chrono-tz`), recursively through
+/// structs and lists.
 fn utc_type(dt: &DataType) -> DataType {
     match dt {
-        DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some("UTC".into())),
+        DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some(UTC_TAG.into())),
         DataType::Struct(fields) => DataType::Struct(map_fields(fields, utc_type)),
         DataType::List(f) => DataType::List(Arc::new(f.as_ref().clone().with_data_type(utc_type(f.data_type())))),
         DataType::LargeList(f) => {
@@ -584,14 +672,16 @@ fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> 
         if line.trim().is_empty() {
             continue;
         }
-        let f: ManifestFile = serde_json::from_str(line)
-            .map_err(|e| corrupt(path, format!("line {}: {e}", i + 2)))?;
+        let f: ManifestFile = serde_json::from_str(line).map_err(|e| corrupt(path, format!("line {}: {e}", i + 2)))?;
         let rel = Path::new(&f.path);
         if f.path.is_empty()
             || rel.is_absolute()
             || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(corrupt(path, format!("line {}: file path {:?} is not relative to the output directory", i + 2, f.path)));
+            return Err(corrupt(
+                path,
+                format!("line {}: file path {:?} is not relative to the output directory", i + 2, f.path),
+            ));
         }
         files.push(f);
     }
@@ -639,13 +729,11 @@ fn read_data_file(out_dir: &Path, f: &ManifestFile) -> Result<(SchemaRef, Vec<Re
     let format = FileFormat::from_path(&path)
         .ok_or_else(|| read_err(&path, "unknown file extension (expected .parquet, .json or .csv)"))?;
     let file = File::open(&path).map_err(io_err(&path))?;
-    let stored: Option<SchemaRef> = match (&f.schema, format) {
-        (Some(s), FileFormat::Json | FileFormat::Csv) => match DataType::from_str(s) {
-            Ok(DataType::Struct(fields)) => Some(Arc::new(Schema::new(fields))),
-            Ok(other) => return Err(read_err(&path, format!("manifest schema is not a struct: {other}"))),
-            Err(e) => return Err(read_err(&path, format!("manifest schema {s:?} does not parse: {e}"))),
-        },
-        _ => None,
+    let stored: Option<SchemaRef> = match format {
+        FileFormat::Json | FileFormat::Csv => {
+            f.arrow_schema().map_err(|e| read_err(&path, format!("its manifest schema does not decode: {e}")))?
+        }
+        FileFormat::Parquet => None,
     };
     match format {
         FileFormat::Parquet => {
@@ -725,7 +813,7 @@ mod tests {
     use arrow::datatypes::TimeUnit;
 
     #[test]
-    fn schema_string_roundtrips() {
+    fn manifest_schema_roundtrips() {
         let dt = DataType::Struct(Fields::from(vec![
             Field::new("s", DataType::Utf8View, true),
             Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
@@ -739,8 +827,17 @@ mod tests {
             ),
             Field::new("weird \"name\"", DataType::Int64, false),
         ]));
-        let back = DataType::from_str(&dt.to_string()).expect("parses");
-        assert_eq!(back, dt);
+        let DataType::Struct(fields) = &dt else { unreachable!() };
+        let f = ManifestFile { path: "p".into(), size: 1, rows: 1, schema: Some(encode_fields(fields)) };
+        let line = serde_json::to_string(&f).unwrap();
+        let back: ManifestFile = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.arrow_schema().unwrap().unwrap().fields(), fields);
+        let list = Fields::from(vec![
+            Field::new("l", DataType::LargeList(Arc::new(Field::new("item", dt.clone(), true))), true),
+            Field::new("f", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), 3), true),
+        ]);
+        let f = ManifestFile { schema: Some(encode_fields(&list)), ..f };
+        assert_eq!(f.arrow_schema().unwrap().unwrap().fields(), &list);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! # sluice-sinks
 //!
-//! Sinks for Sluice: [`console`], [`memory`], [`file`] (Parquet, JSON lines, CSV with a
+//! Sinks for Sluice: [`console`], [`memory`], [`file`](mod@file) (Parquet, JSON lines, CSV with a
 //! manifest for exactly-once output) and `foreach_batch` (re-exported from the engine).
 
 pub mod console;

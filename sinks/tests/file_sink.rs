@@ -132,7 +132,10 @@ fn parquet_keeps_utc_timestamps_and_structs() {
     let file = fs::File::open(dir.path().join(&f.path)).unwrap();
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let schema = builder.schema();
-    let utc = arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let utc = arrow::datatypes::DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Microsecond,
+        Some(sluice_engine::interop::UTC_TAG.into()),
+    );
     assert_eq!(schema.field_with_name("t").unwrap().data_type(), &utc);
     match schema.field_with_name("window").unwrap().data_type() {
         arrow::datatypes::DataType::Struct(fields) => {
