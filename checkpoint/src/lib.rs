@@ -747,6 +747,6 @@ mod tests {
             .add(0, &CommitMetadata { next_batch_watermark_ms: 5, operator_watermarks_ms: vec![], state_deltas: vec![] })
             .unwrap();
         assert_eq!(ck.commits().latest().unwrap().unwrap().1.next_batch_watermark_ms, 5);
-        assert_eq!(ck.recovery().unwrap_err().to_string().contains("offset log is empty"), true);
+        assert!(ck.recovery().unwrap_err().to_string().contains("offset log is empty"));
     }
 }

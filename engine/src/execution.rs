@@ -585,7 +585,7 @@ impl MicroBatchExecution {
         self.watermark_ms = new_wm;
         self.committed = seq.offsets.clone();
         self.next_batch = n + 1;
-        if (n + 1) % 10 == 0 {
+        if (n + 1).is_multiple_of(10) {
             self.purge(n)?;
         }
 

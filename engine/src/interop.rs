@@ -75,8 +75,11 @@ pub fn array_to_series(name: &str, array: &ArrayRef) -> Result<Series> {
     // SAFETY: arrow-rs and polars-arrow implement the same Arrow C Data Interface structs
     // (`#[repr(C)]`, identical layout); ownership of the buffers moves with the struct and
     // the release callback frees them.
-    let (pa_array, pa_schema): (polars_arrow::ffi::ArrowArray, polars_arrow::ffi::ArrowSchema) = unsafe {
-        (std::mem::transmute(ffi_array), std::mem::transmute(ffi_schema))
+    let (pa_array, pa_schema) = unsafe {
+        (
+            std::mem::transmute::<arrow::ffi::FFI_ArrowArray, polars_arrow::ffi::ArrowArray>(ffi_array),
+            std::mem::transmute::<arrow::ffi::FFI_ArrowSchema, polars_arrow::ffi::ArrowSchema>(ffi_schema),
+        )
     };
     let field = unsafe { polars_arrow::ffi::import_field_from_c(&pa_schema) }?;
     let imported = unsafe { polars_arrow::ffi::import_array_from_c(pa_array, field.dtype().clone()) }?;
@@ -129,8 +132,12 @@ pub fn series_to_array(series: &Series) -> Result<(ArrowField, ArrayRef)> {
     let c_array = polars_arrow::ffi::export_array_to_c(pa_array);
     let c_schema = polars_arrow::ffi::export_field_to_c(&pa_field);
     // SAFETY: see `array_to_series`: same C structs on both sides.
-    let (ffi_array, ffi_schema): (arrow::ffi::FFI_ArrowArray, arrow::ffi::FFI_ArrowSchema) =
-        unsafe { (std::mem::transmute(c_array), std::mem::transmute(c_schema)) };
+    let (ffi_array, ffi_schema) = unsafe {
+        (
+            std::mem::transmute::<polars_arrow::ffi::ArrowArray, arrow::ffi::FFI_ArrowArray>(c_array),
+            std::mem::transmute::<polars_arrow::ffi::ArrowSchema, arrow::ffi::FFI_ArrowSchema>(c_schema),
+        )
+    };
     let data = unsafe { arrow::ffi::from_ffi(ffi_array, &ffi_schema) }?;
     let array = make_array(data);
     let field = ArrowField::try_from(&ffi_schema)?;

@@ -142,7 +142,7 @@ impl StateStore {
                 written.push(p);
             }
         }
-        if self.snapshot_interval > 0 && version % self.snapshot_interval == 0 {
+        if self.snapshot_interval > 0 && version.is_multiple_of(self.snapshot_interval) {
             let pids = self.partition_ids(full)?;
             for p in 0..self.partitions {
                 let mask: BooleanChunked = pids.iter().map(|&x| x == p).collect();

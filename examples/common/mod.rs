@@ -53,13 +53,13 @@ pub fn wiki_schema() -> Schema {
 
 /// A JSON lines file source with one file per trigger.
 pub fn json_source(session: &Session, input: &Path, schema: Schema) -> anyhow::Result<StreamingDataFrame> {
-    Ok(session
+    session
         .read_stream()
         .format("json")
         .schema(schema)
         .option("maxFilesPerTrigger", 1)
         .load(input)
-        .with_context(|| format!("reading {}", input.display()))?)
+        .with_context(|| format!("reading {}", input.display()))
 }
 
 /// The `windowed_agg` job: `groupBy(window(ts, window, slide), sensor)` with
