@@ -27,6 +27,7 @@ pub mod execution;
 pub mod functions;
 pub mod interop;
 pub mod interval;
+pub mod manifest;
 mod modes;
 pub mod operator;
 pub mod plan;

@@ -9,7 +9,9 @@
 //! A manifest entry is `"v1\n"` followed by one JSON line per data file of the batch:
 //! `{"path": "part-00003-<uuid>.parquet", "size": <bytes>, "rows": <n>, "schema": [...]}`
 //! (`path` relative to `<out>`; `schema` is the Arrow type of the rows, see
-//! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines.
+//! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines. The
+//! format and its reader ([`read_manifest`]) are defined in [`sluice_engine::manifest`]
+//! and re-exported here.
 //!
 //! # Exactly once
 //! Per batch the sink writes and fsyncs its data files, then writes the manifest entry
@@ -17,7 +19,8 @@
 //! directory). A batch id that already has an entry is skipped, so a batch replayed after
 //! a crash is written once. Files no entry lists (left by a crash between the data and
 //! the manifest write) are ignored by [`read_manifest`] / [`read_output`] (and by any
-//! reader that trusts only the manifest, as Spark's does with `_spark_metadata`); the
+//! reader that trusts only the manifest, as Spark's does with `_spark_metadata`, and as
+//! Sluice's file source does when it reads this directory as a stream); the
 //! orphaned part files of a replayed batch id are deleted before it is written again.
 //!
 //! # Types
@@ -47,17 +50,14 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use polars::prelude::DataFrame;
-use serde::{Deserialize, Serialize};
-use sluice_engine::checkpoint::{BatchId, CheckpointError};
+use sluice_engine::checkpoint::BatchId;
 use sluice_engine::interop::{df_to_record_batch, record_batches_to_df, UTC_TAG};
+use sluice_engine::manifest::{encode_fields, read_manifest_entry, MANIFEST_VERSION};
 use sluice_engine::{OutputMode, Result, Sink, SinkContext, SinkProvider, SluiceError};
 
-/// The directory under the output directory that holds the manifest (Spark's
-/// `_spark_metadata`).
-pub const METADATA_DIR: &str = "_sluice_metadata";
-
-/// The first line of every manifest entry.
-const MANIFEST_VERSION: &str = "v1";
+// The manifest's format and reader live in the engine (`sluice_engine::manifest`) so that
+// sources can read it too; re-exported here as part of the file sink's API.
+pub use sluice_engine::manifest::{manifest_entry_path, read_manifest, ManifestEntry, ManifestFile, METADATA_DIR};
 
 /// How timestamps are written in JSON and CSV: RFC 3339 in UTC, the fraction only when
 /// needed (chrono's `%.f`: nothing, or 3, 6 or 9 digits).
@@ -115,134 +115,8 @@ impl FromStr for FileFormat {
     }
 }
 
-/// One data file listed by a manifest entry (one JSON line of it; Spark's
-/// `SinkFileStatus`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestFile {
-    /// The file name relative to the output directory, e.g.
-    /// `part-00003-6f1c...-....parquet`.
-    pub path: String,
-    /// The file size in bytes.
-    pub size: u64,
-    /// The number of rows in the file.
-    pub rows: u64,
-    /// The Arrow schema of the file's rows, so JSON and CSV files read back with their
-    /// written types (timestamps, structs) rather than inferred ones: a JSON array of
-    /// fields `{"name": .., "nullable": .., "type": ..}` where `type` is arrow's
-    /// `DataType` display form (e.g. `"Timestamp(µs, \"+00:00\")"`) for non-nested types,
-    /// and `"Struct"` with `"fields": [..]`, `"List"` / `"LargeList"` with `"item": {..}`,
-    /// or `"FixedSizeList"` with `"size"` and `"item"` for nested ones. Decode it with
-    /// [`ManifestFile::arrow_schema`]. Absent in entries written by other tools; readers
-    /// then infer the schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<serde_json::Value>,
-}
-
-impl ManifestFile {
-    /// The decoded [`ManifestFile::schema`], `None` when the entry has none.
-    ///
-    /// # Errors
-    /// A message saying what does not decode.
-    pub fn arrow_schema(&self) -> std::result::Result<Option<SchemaRef>, String> {
-        match &self.schema {
-            None => Ok(None),
-            Some(v) => Ok(Some(Arc::new(Schema::new(decode_fields(v)?)))),
-        }
-    }
-}
-
-/// Encodes fields for [`ManifestFile::schema`].
-fn encode_fields(fields: &Fields) -> serde_json::Value {
-    serde_json::Value::Array(fields.iter().map(|f| encode_field(f)).collect())
-}
-
-fn encode_field(f: &Field) -> serde_json::Value {
-    use serde_json::json;
-    let mut v = json!({"name": f.name(), "nullable": f.is_nullable()});
-    let m = v.as_object_mut().expect("object");
-    match f.data_type() {
-        DataType::Struct(children) => {
-            m.insert("type".into(), json!("Struct"));
-            m.insert("fields".into(), encode_fields(children));
-        }
-        DataType::List(item) => {
-            m.insert("type".into(), json!("List"));
-            m.insert("item".into(), encode_field(item));
-        }
-        DataType::LargeList(item) => {
-            m.insert("type".into(), json!("LargeList"));
-            m.insert("item".into(), encode_field(item));
-        }
-        DataType::FixedSizeList(item, size) => {
-            m.insert("type".into(), json!("FixedSizeList"));
-            m.insert("size".into(), json!(size));
-            m.insert("item".into(), encode_field(item));
-        }
-        other => {
-            m.insert("type".into(), json!(other.to_string()));
-        }
-    }
-    v
-}
-
-fn decode_fields(v: &serde_json::Value) -> std::result::Result<Fields, String> {
-    let arr = v.as_array().ok_or_else(|| format!("schema is not an array of fields: {v}"))?;
-    arr.iter().map(decode_field).collect::<std::result::Result<Vec<_>, _>>().map(Fields::from)
-}
-
-fn decode_field(v: &serde_json::Value) -> std::result::Result<Field, String> {
-    let name = v.get("name").and_then(|n| n.as_str()).ok_or_else(|| format!("field without a name: {v}"))?;
-    let nullable = v.get("nullable").and_then(|n| n.as_bool()).unwrap_or(true);
-    let ty = v.get("type").and_then(|t| t.as_str()).ok_or_else(|| format!("field {name:?} without a type"))?;
-    let item = || -> std::result::Result<Arc<Field>, String> {
-        Ok(Arc::new(decode_field(v.get("item").ok_or_else(|| format!("list field {name:?} without an item"))?)?))
-    };
-    let dt = match ty {
-        "Struct" => DataType::Struct(decode_fields(
-            v.get("fields").ok_or_else(|| format!("struct field {name:?} without fields"))?,
-        )?),
-        "List" => DataType::List(item()?),
-        "LargeList" => DataType::LargeList(item()?),
-        "FixedSizeList" => {
-            let size = v
-                .get("size")
-                .and_then(|s| s.as_i64())
-                .and_then(|s| i32::try_from(s).ok())
-                .ok_or_else(|| format!("fixed-size list field {name:?} without a size"))?;
-            DataType::FixedSizeList(item()?, size)
-        }
-        other => DataType::from_str(other).map_err(|e| format!("field {name:?}: type {other:?}: {e}"))?,
-    };
-    Ok(Field::new(name, dt, nullable))
-}
-
-/// The manifest entry of one batch: the data files it wrote (none for an empty batch).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestEntry {
-    /// The batch id (the entry's file name under `_sluice_metadata`).
-    pub batch_id: BatchId,
-    /// The batch's data files, in the order written.
-    pub files: Vec<ManifestFile>,
-}
-
-impl ManifestEntry {
-    /// The total number of rows of the batch.
-    pub fn rows(&self) -> u64 {
-        self.files.iter().map(|f| f.rows).sum()
-    }
-}
-
-/// The path of the manifest entry of `batch_id`: `<out_dir>/_sluice_metadata/<batch_id>`.
-pub fn manifest_entry_path(out_dir: impl AsRef<Path>, batch_id: BatchId) -> PathBuf {
-    out_dir.as_ref().join(METADATA_DIR).join(batch_id.to_string())
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
     move |source| SluiceError::Io { path: path.display().to_string(), source }
-}
-
-fn corrupt(path: &Path, reason: impl Into<String>) -> SluiceError {
-    SluiceError::Checkpoint(CheckpointError::Corrupt { path: path.display().to_string(), reason: reason.into() })
 }
 
 /// Fsyncs a directory so that entries created or renamed in it survive a crash. A no-op
@@ -649,76 +523,6 @@ fn prepare_batch(batch: &RecordBatch, format: FileFormat) -> std::result::Result
 // Reading what the sink wrote
 // ---------------------------------------------------------------------------------------
 
-/// Parses the manifest entry at `path` (of batch `batch_id`).
-fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    if bytes.is_empty() {
-        return Err(corrupt(path, "empty file"));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
-    if !text.ends_with('\n') {
-        return Err(corrupt(path, "torn: the last line is incomplete"));
-    }
-    let mut lines = text.lines();
-    match lines.next() {
-        Some(MANIFEST_VERSION) => {}
-        Some(other) => {
-            return Err(corrupt(path, format!("unknown header {other:?}, expected {MANIFEST_VERSION:?}")));
-        }
-        None => return Err(corrupt(path, "no header")),
-    }
-    let mut files = Vec::new();
-    for (i, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: ManifestFile = serde_json::from_str(line).map_err(|e| corrupt(path, format!("line {}: {e}", i + 2)))?;
-        let rel = Path::new(&f.path);
-        if f.path.is_empty()
-            || rel.is_absolute()
-            || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(corrupt(
-                path,
-                format!("line {}: file path {:?} is not relative to the output directory", i + 2, f.path),
-            ));
-        }
-        files.push(f);
-    }
-    Ok(ManifestEntry { batch_id, files })
-}
-
-/// Every manifest entry under `<out_dir>/_sluice_metadata`, sorted by batch id. Files
-/// whose names are not batch ids (e.g. temporary files of an interrupted write) are
-/// ignored; a missing manifest directory means no batch was written (empty list).
-///
-/// # Errors
-/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
-/// empty, torn (no final newline), header-less or unparsable entry;
-/// [`SluiceError::Io`] naming the directory or file that cannot be read.
-pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
-    let meta = out_dir.as_ref().join(METADATA_DIR);
-    let dir = match fs::read_dir(&meta) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(&meta)(e)),
-    };
-    let mut ids = Vec::new();
-    for entry in dir {
-        let entry = entry.map_err(io_err(&meta))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(id) = name.parse::<BatchId>() {
-            ids.push((id, entry.path()));
-        }
-    }
-    ids.sort();
-    ids.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
-}
-
 fn read_err(path: &Path, e: impl std::fmt::Display) -> SluiceError {
     SluiceError::Sink { name: "FileSink reader".into(), message: format!("cannot read {}: {e}", path.display()) }
 }
@@ -810,35 +614,6 @@ pub fn read_output(out_dir: impl AsRef<Path>) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::TimeUnit;
-
-    #[test]
-    fn manifest_schema_roundtrips() {
-        let dt = DataType::Struct(Fields::from(vec![
-            Field::new("s", DataType::Utf8View, true),
-            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-            Field::new(
-                "window",
-                DataType::Struct(Fields::from(vec![
-                    Field::new("start", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-                    Field::new("end", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-                ])),
-                true,
-            ),
-            Field::new("weird \"name\"", DataType::Int64, false),
-        ]));
-        let DataType::Struct(fields) = &dt else { unreachable!() };
-        let f = ManifestFile { path: "p".into(), size: 1, rows: 1, schema: Some(encode_fields(fields)) };
-        let line = serde_json::to_string(&f).unwrap();
-        let back: ManifestFile = serde_json::from_str(&line).unwrap();
-        assert_eq!(back.arrow_schema().unwrap().unwrap().fields(), fields);
-        let list = Fields::from(vec![
-            Field::new("l", DataType::LargeList(Arc::new(Field::new("item", dt.clone(), true))), true),
-            Field::new("f", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), 3), true),
-        ]);
-        let f = ManifestFile { schema: Some(encode_fields(&list)), ..f };
-        assert_eq!(f.arrow_schema().unwrap().unwrap().fields(), &list);
-    }
 
     #[test]
     fn format_names() {

@@ -2,7 +2,8 @@
 //! (Spark's `FileStreamSource`).
 //!
 //! ```text
-//!  latest_offset ── list <dir> (non-recursive; skip .hidden and _hidden names)
+//!  latest_offset ── list <dir> (non-recursive; skip .hidden and _hidden names), or
+//!        │          the files of <dir>/_sluice_metadata when <dir> is a file sink's output
 //!        │          unseen files, ordered by (modification time, path)
 //!        │          at most maxFilesPerTrigger of them
 //!        ▼
@@ -19,6 +20,13 @@
 //! files already taken from that log, so it neither skips nor repeats a file; a batch
 //! planned before a crash is replayed with exactly its logged files, and a log entry
 //! written just before a crash (no `offsets/N` yet) is reused as is, never re-planned.
+//!
+//! # Reading a file sink's output
+//! When the directory has a `_sluice_metadata` manifest (it is the output of Sluice's
+//! file sink), only the files its entries list are taken, as Spark's `FileStreamSource`
+//! reads a `FileStreamSink`'s output through `MetadataLogFileIndex`: part files a crashed
+//! batch left without a manifest entry are never read. A corrupt manifest entry fails
+//! the listing with [`SluiceError::Checkpoint`] naming the entry's file.
 //!
 //! # Decoding
 //! The schema is required (as in Spark's `readStream`) and every batch has exactly that
@@ -65,6 +73,7 @@ use polars::prelude::{Column, DataFrame, DataType, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::{BatchLog, CheckpointError};
 use sluice_engine::interop::record_batches_to_df;
+use sluice_engine::manifest::{METADATA_DIR, read_manifest};
 use sluice_engine::{
     Offset, Result, Session, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
     StreamingDataFrame,
@@ -182,6 +191,13 @@ impl FromStr for ParseMode {
 ///
 /// Rejected as unsupported: `multiLine=true`, `latestFirst=true`, `cleanSource` other
 /// than `off`. Other options are ignored, as Spark ignores options it does not know.
+///
+/// Files taken: the regular files directly in the directory whose names start with
+/// neither `.` nor `_`, oldest (modification time, then path) first. When the directory
+/// holds a `_sluice_metadata` manifest (the output of a file sink), only the files its
+/// entries list are taken (Spark's `MetadataLogFileIndex`); other files there, such as
+/// part files orphaned by a crashed batch, are ignored, and a corrupt manifest entry is
+/// a [`SluiceError::Checkpoint`] error naming it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileSourceFormat {
     /// The file format read.
@@ -233,6 +249,9 @@ impl SourceFormat for FileSourceFormat {
 /// let provider = FileSource::json("data/in").schema(schema).max_files_per_trigger(1).build()?;
 /// # Ok(()) }
 /// ```
+///
+/// The directory may be the output of a file sink: when it has a `_sluice_metadata`
+/// manifest, only the files listed there are read (see [`FileSourceFormat`]).
 #[derive(Debug, Clone)]
 pub struct FileSource {
     kind: FileFormat,
@@ -571,6 +590,24 @@ struct FileStreamSource {
     backlog: Option<u64>,
 }
 
+/// The metadata of `path`, `None` when it does not exist.
+fn stat(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SluiceError::Io { path: path.display().to_string(), source }),
+    }
+}
+
+/// The modification time of `path` in ns since the epoch (negative before it).
+fn mtime_ns(path: &Path, meta: &std::fs::Metadata) -> Result<i128> {
+    let mtime = meta.modified().map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
+    Ok(match mtime.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    })
+}
+
 fn log_offset(id: u64) -> Offset {
     serde_json::json!({ "logOffset": id })
 }
@@ -637,8 +674,52 @@ impl FileStreamSource {
         if self.initialized { Ok(()) } else { self.load_log(ctx) }
     }
 
-    /// Regular files directly in the directory, not hidden, by (modification time, path).
+    /// The files to take, by (modification time, path): those listed by the manifest when
+    /// the directory is a file sink's output (it has `_sluice_metadata`), otherwise the
+    /// regular files directly in the directory, not hidden.
     fn list(&self) -> Result<Vec<ListedFile>> {
+        let dir = &self.cfg.dir;
+        let meta_dir = dir.join(METADATA_DIR);
+        let has_manifest =
+            meta_dir.try_exists().map_err(|source| SluiceError::Io { path: meta_dir.display().to_string(), source })?;
+        let mut files = if has_manifest { self.list_manifest()? } else { self.list_dir()? };
+        files.sort_by(|a, b| a.mtime_ns.cmp(&b.mtime_ns).then_with(|| a.path.cmp(&b.path)));
+        Ok(files)
+    }
+
+    /// The files listed by the manifest entries of a file sink's output directory (Spark's
+    /// `MetadataLogFileIndex`): files of the directory that no entry lists (orphans of a
+    /// batch that crashed before its entry was written) are not taken. A listed file that
+    /// is gone is skipped, as a file deleted while listing the directory is.
+    fn list_manifest(&self) -> Result<Vec<ListedFile>> {
+        let dir = &self.cfg.dir;
+        let mut names = HashSet::new();
+        let mut files = Vec::new();
+        for entry in read_manifest(dir)? {
+            for f in entry.files {
+                if !names.insert(f.path.clone()) {
+                    continue;
+                }
+                let path = dir.join(&f.path);
+                let Some(meta) = stat(&path)? else {
+                    tracing::warn!(path = %path.display(), batch_id = entry.batch_id,
+                        "a file listed by the sink manifest is missing; skipping it");
+                    continue;
+                };
+                if meta.is_file() {
+                    // The directory and the manifest's paths are UTF-8.
+                    files.push(ListedFile {
+                        path: path.to_string_lossy().into_owned(),
+                        mtime_ns: mtime_ns(&path, &meta)?,
+                    });
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Regular files directly in the directory, not hidden.
+    fn list_dir(&self) -> Result<Vec<ListedFile>> {
         let dir = &self.cfg.dir;
         let io = |source| SluiceError::Io { path: dir.display().to_string(), source };
         let mut files = Vec::new();
@@ -653,25 +734,14 @@ impl FileStreamSource {
                 continue;
             }
             let path = entry.path();
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                // Deleted between listing and stat: as if not listed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(SluiceError::Io { path: path.display().to_string(), source }),
-            };
+            // Deleted between listing and stat: as if not listed.
+            let Some(meta) = stat(&path)? else { continue };
             if !meta.is_file() {
                 continue;
             }
-            let mtime =
-                meta.modified().map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
-            let mtime_ns = match mtime.duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_nanos() as i128,
-                Err(e) => -(e.duration().as_nanos() as i128),
-            };
             // The directory is UTF-8 (checked at creation) and so is the name.
-            files.push(ListedFile { path: path.to_string_lossy().into_owned(), mtime_ns });
+            files.push(ListedFile { path: path.to_string_lossy().into_owned(), mtime_ns: mtime_ns(&path, &meta)? });
         }
-        files.sort_by(|a, b| a.mtime_ns.cmp(&b.mtime_ns).then_with(|| a.path.cmp(&b.path)));
         Ok(files)
     }
 

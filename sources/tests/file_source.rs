@@ -13,7 +13,7 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use polars::prelude::{DataFrame, DataType, Field, Schema, TimeUnit};
 use serde_json::{Value, json};
-use sluice_checkpoint::Checkpoint;
+use sluice_checkpoint::{Checkpoint, CheckpointError};
 use sluice_engine::{SluiceError, Source, SourceContext, SourceFormat};
 use sluice_sources::{FileSource, FileSourceFormat, ParseMode};
 
@@ -504,6 +504,82 @@ fn a_file_gone_after_planning_is_an_io_error_naming_it() {
     let fresh = Checkpoint::in_memory().unwrap();
     let err = missing.create().unwrap().latest_offset(ctx(&fresh), None, false).unwrap_err();
     assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
+/// Writes the manifest entry `<dir>/_sluice_metadata/<batch_id>` as the file sink does:
+/// `v1` then one JSON line per data file.
+fn write_manifest_entry(dir: &Path, batch_id: u64, files: &[&str]) {
+    let meta = dir.join("_sluice_metadata");
+    std::fs::create_dir_all(&meta).unwrap();
+    let mut text = String::from("v1\n");
+    for name in files {
+        let size = std::fs::metadata(dir.join(name)).unwrap().len();
+        text.push_str(&format!("{}\n", json!({ "path": name, "size": size, "rows": 1 })));
+    }
+    std::fs::write(meta.join(batch_id.to_string()), text).unwrap();
+}
+
+#[test]
+fn a_file_sink_output_is_read_through_its_manifest_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-00000-x.json", &line("a"), 20);
+    write(dir.path(), "part-00001-x.json", &line("b"), 10);
+    write_manifest_entry(dir.path(), 0, &["part-00000-x.json"]);
+    write_manifest_entry(dir.path(), 1, &["part-00001-x.json"]);
+    // Orphans: a part file of a batch that crashed before its entry (the oldest file), a
+    // file dropped in by hand, and a temporary entry of an interrupted manifest write.
+    write(dir.path(), "part-00002-x.json", &line("orphan"), 1);
+    write(dir.path(), "stray.json", &line("stray"), 15);
+    std::fs::write(dir.path().join("_sluice_metadata").join(".2.tmp"), "").unwrap();
+
+    let ck = Checkpoint::in_memory().unwrap();
+    let mut src = json_source(dir.path(), Some(1));
+    src.initialize(ctx(&ck)).unwrap();
+    let mut start: Option<Value> = None;
+    let mut seen = Vec::new();
+    while let Some(end) =
+        src.latest_offset(ctx(&ck), start.as_ref(), false).unwrap().filter(|e| Some(e) != start.as_ref())
+    {
+        let df = src.get_batch(ctx(&ck), start.as_ref(), &end).unwrap();
+        seen.extend(strings(&df, "sensor").into_iter().flatten());
+        src.commit(ctx(&ck), &end).unwrap();
+        start = Some(end);
+    }
+    assert_eq!(seen, ["b", "a"], "only manifest-listed files, in (mtime, path) order");
+    assert_eq!(start, Some(off(2)));
+    assert_eq!(logged_names(&ck, 1), ["part-00001-x.json"]);
+    assert_eq!(src.backlog(), Some(0), "unlisted files are not a backlog");
+
+    // The replayed batch's entry lists the orphan: now it is taken.
+    write_manifest_entry(dir.path(), 2, &["part-00002-x.json"]);
+    let end = src.latest_offset(ctx(&ck), start.as_ref(), false).unwrap().unwrap();
+    assert_eq!(end, off(3));
+    assert_eq!(logged_names(&ck, 3), ["part-00002-x.json"]);
+    let df = src.get_batch(ctx(&ck), start.as_ref(), &end).unwrap();
+    assert_eq!(strings(&df, "sensor"), [Some("orphan".into())]);
+    src.commit(ctx(&ck), &end).unwrap();
+    start = Some(end);
+
+    // A corrupt (empty) entry fails the listing, naming the entry.
+    std::fs::write(dir.path().join("_sluice_metadata").join("3"), "").unwrap();
+    match src.latest_offset(ctx(&ck), start.as_ref(), false) {
+        Err(SluiceError::Checkpoint(CheckpointError::Corrupt { path, reason })) => {
+            assert!(Path::new(&path).ends_with("_sluice_metadata/3"), "{path}");
+            assert!(reason.contains("empty"), "{reason}");
+        }
+        other => panic!("expected a corrupt manifest entry, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_empty_manifest_directory_lists_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-00000-x.json", &line("orphan"), 1);
+    std::fs::create_dir(dir.path().join("_sluice_metadata")).unwrap();
+    let ck = Checkpoint::in_memory().unwrap();
+    let mut src = json_source(dir.path(), None);
+    src.initialize(ctx(&ck)).unwrap();
+    assert_eq!(src.latest_offset(ctx(&ck), None, true).unwrap(), None, "a sink that has committed no batch yet");
 }
 
 /// Runs `read_stream().format("json")` with AvailableNow on `ckdir`, returning each
