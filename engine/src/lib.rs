@@ -24,6 +24,7 @@ pub mod aggregate;
 pub mod dataframe;
 mod error;
 pub mod execution;
+mod format;
 pub mod functions;
 pub mod interop;
 pub mod interval;
@@ -42,6 +43,7 @@ pub use dataframe::{
     StreamingDataFrame,
 };
 pub use error::{Result, SluiceError};
+pub use format::FileFormat;
 pub use functions::window;
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};

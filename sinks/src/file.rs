@@ -39,7 +39,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StructArray};
@@ -63,57 +62,8 @@ pub use sluice_engine::manifest::{manifest_entry_path, read_manifest, ManifestEn
 /// needed (chrono's `%.f`: nothing, or 3, 6 or 9 digits).
 const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.fZ";
 
-/// The file format of a [`FileSink`] (Spark's `format("parquet" | "json" | "csv")`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileFormat {
-    /// Apache Parquet through `parquet::arrow::ArrowWriter`; extension `parquet`.
-    Parquet,
-    /// JSON lines (one object per row) through arrow-json; extension `json`.
-    Json,
-    /// CSV with a header line through arrow-csv; extension `csv`.
-    Csv,
-}
+pub use sluice_engine::FileFormat;
 
-impl FileFormat {
-    /// Every format, in registration order.
-    pub const ALL: [FileFormat; 3] = [FileFormat::Parquet, FileFormat::Json, FileFormat::Csv];
-
-    /// The format name, also the file extension: `"parquet"`, `"json"`, `"csv"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileFormat::Parquet => "parquet",
-            FileFormat::Json => "json",
-            FileFormat::Csv => "csv",
-        }
-    }
-
-    /// The format of a data file by its extension, `None` for any other file.
-    pub fn from_path(path: &Path) -> Option<FileFormat> {
-        path.extension().and_then(|e| e.to_str()).and_then(|e| e.parse().ok())
-    }
-}
-
-impl std::fmt::Display for FileFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FileFormat {
-    type Err = SluiceError;
-    /// Parses `parquet`, `json` or `csv` (any case).
-    ///
-    /// # Errors
-    /// [`SluiceError::InvalidArgument`] for any other name.
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "parquet" => Ok(FileFormat::Parquet),
-            "json" => Ok(FileFormat::Json),
-            "csv" => Ok(FileFormat::Csv),
-            _ => Err(SluiceError::InvalidArgument(format!("unknown file format {s:?}: use parquet, json or csv"))),
-        }
-    }
-}
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
     move |source| SluiceError::Io { path: path.display().to_string(), source }

@@ -91,49 +91,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Rows per arrow batch when decoding CSV and Parquet.
 const BATCH_ROWS: usize = 8192;
 
-/// The format of the files of a [`FileSource`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileFormat {
-    /// JSON lines: one JSON object per line (Spark's `json` with `multiLine=false`).
-    Json,
-    /// Comma-separated values (Spark's `csv`), without a header line unless `header=true`.
-    Csv,
-    /// Apache Parquet (Spark's `parquet`).
-    Parquet,
-}
+pub use sluice_engine::FileFormat;
 
-impl FileFormat {
-    /// The format's name as given to `read_stream().format(..)`: `json`, `csv`, `parquet`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileFormat::Json => "json",
-            FileFormat::Csv => "csv",
-            FileFormat::Parquet => "parquet",
-        }
-    }
-}
-
-impl std::fmt::Display for FileFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FileFormat {
-    type Err = SluiceError;
-    /// Parses `json`, `csv` or `parquet` (case-insensitive).
-    ///
-    /// # Errors
-    /// [`SluiceError::InvalidArgument`] for any other name.
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "json" => Ok(FileFormat::Json),
-            "csv" => Ok(FileFormat::Csv),
-            "parquet" => Ok(FileFormat::Parquet),
-            _ => Err(SluiceError::InvalidArgument(format!("unknown file format {s:?}: expected json, csv or parquet"))),
-        }
-    }
-}
 
 /// What to do with a record that cannot be parsed (Spark's option `mode`, JSON and CSV).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
