@@ -1,0 +1,587 @@
+//! Benchmark of the `windowed_agg` query (window 10 minutes, slide 5 minutes, watermark
+//! 10 minutes, append mode; per window and sensor `n`, `nv`, `s`, `avg`, `min`, `max`):
+//!
+//! 1. throughput over 2,000,000 generated rows in 20 JSON lines files and the same rows in
+//!    20 Parquet files, `AvailableNow`, `maxFilesPerTrigger` 1, a row-counting
+//!    `foreach_batch` sink, with a local checkpoint folder (fsync on);
+//! 2. latency of 1,000-row batches from a `MemoryStream`, with a local checkpoint (fsync
+//!    on) and with `Checkpoint::in_memory()`;
+//! 3. state bytes per aggregation group (`memoryUsedBytes / numRowsTotal` at the peak);
+//! 4. PySpark 3.5 `local[2]` on the same files (`benches/pyspark_windowed_agg.py`), when
+//!    `python3 -c "import pyspark"` works.
+//!
+//! Per-batch latency is measured here, not taken from the whole-millisecond progress
+//! durations: batches run back to back and a batch's latency is the time between the sink
+//! calls of consecutive batches (one full cycle: commit of the previous batch, planning,
+//! write-ahead log, read, execution, sink). For the memory stream the sink of batch `n`
+//! adds frame `n + 1`, so the engine always finds exactly one new frame and never idles.
+//! The "e2e" case instead adds a frame to an idle query and waits for its progress report:
+//! that includes the trigger loop's idle poll (10 ms).
+//!
+//! `nice -n 19 cargo bench --bench windowed_agg`. Environment: `SLUICE_BENCH_ROWS`
+//! (default 2000000), `SLUICE_BENCH_MEM_BATCHES` (default 500), `SLUICE_BENCH_SKIP_PYSPARK=1`, `SLUICE_BENCH_SPARK_PARTITIONS`
+//! (default `200,2`).
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sluice::checkpoint::Checkpoint;
+use sluice::prelude::*;
+use sluice::StreamingQueryProgress;
+
+const SENSORS: usize = 1000;
+const FILES: usize = 20;
+const MEM_BATCH_ROWS: usize = 1000;
+const E2E_BATCHES: usize = 100;
+/// 2024-03-01T00:00:00Z in microseconds.
+const START_US: i64 = 1_709_251_200_000_000;
+
+// ---------------------------------------------------------------------------------------
+// Data
+
+/// SplitMix64: a small seeded generator (no extra dependency).
+struct Rng(u64);
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Generated rows: random sensor of 1,000; event time advancing 10 ms per row with up to
+/// 2 s of disorder (whole milliseconds); v in [-50, 50] with 3 decimals, 0.5 % nulls.
+struct Rows {
+    sensor: Vec<u32>,
+    ts_us: Vec<i64>,
+    v: Vec<Option<f64>>,
+}
+
+fn generate(n: usize, seed: u64) -> Rows {
+    let mut rng = Rng(seed);
+    let mut rows = Rows { sensor: Vec::with_capacity(n), ts_us: Vec::with_capacity(n), v: Vec::with_capacity(n) };
+    for i in 0..n {
+        rows.sensor.push(rng.below(SENSORS as u64) as u32);
+        let jitter_ms = rng.below(2001) as i64;
+        rows.ts_us.push(START_US + (i as i64 * 10 - jitter_ms).max(0) * 1000);
+        rows.v.push(if rng.below(200) == 0 { None } else { Some(((rng.unit() * 100.0 - 50.0) * 1000.0).round() / 1000.0) });
+    }
+    rows
+}
+
+fn sensor_names() -> Vec<String> {
+    (0..SENSORS).map(|i| format!("s{i:04}")).collect()
+}
+
+fn set_mtimes_in_order(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for (i, p) in paths.iter().enumerate() {
+        let f = std::fs::File::options().write(true).open(p)?;
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i as u64))?;
+    }
+    Ok(())
+}
+
+fn write_json_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let per_file = rows.sensor.len().div_ceil(FILES);
+    let mut paths = Vec::new();
+    for (f, start) in (0..rows.sensor.len()).step_by(per_file).enumerate() {
+        let end = (start + per_file).min(rows.sensor.len());
+        let path = dir.join(format!("part-{f:05}.json"));
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for i in start..end {
+            let ts = chrono::DateTime::from_timestamp_micros(rows.ts_us[i]).context("timestamp")?;
+            write!(w, "{{\"sensor\":\"{}\",\"ts\":\"{}\",\"v\":", names[rows.sensor[i] as usize], ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"))?;
+            match rows.v[i] {
+                Some(v) => writeln!(w, "{v}}}")?,
+                None => writeln!(w, "null}}")?,
+            }
+        }
+        w.flush()?;
+        paths.push(path);
+    }
+    set_mtimes_in_order(&paths)
+}
+
+fn write_parquet_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Result<()> {
+    use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType as A, Field as AField, Schema as ASchema, TimeUnit as ATimeUnit};
+    use arrow::record_batch::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+
+    std::fs::create_dir_all(dir)?;
+    // Timestamps adjusted to UTC, as Spark writes its `timestamp` type.
+    let schema = Arc::new(ASchema::new(vec![
+        AField::new("sensor", A::Utf8, true),
+        AField::new("ts", A::Timestamp(ATimeUnit::Microsecond, Some("UTC".into())), true),
+        AField::new("v", A::Float64, true),
+    ]));
+    let per_file = rows.sensor.len().div_ceil(FILES);
+    let mut paths = Vec::new();
+    for (f, start) in (0..rows.sensor.len()).step_by(per_file).enumerate() {
+        let end = (start + per_file).min(rows.sensor.len());
+        let sensor: ArrayRef =
+            Arc::new(StringArray::from_iter_values(rows.sensor[start..end].iter().map(|s| names[*s as usize].as_str())));
+        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(rows.ts_us[start..end].to_vec()).with_timezone("UTC"));
+        let v: ArrayRef = Arc::new(Float64Array::from(rows.v[start..end].to_vec()));
+        let batch = RecordBatch::try_new(schema.clone(), vec![sensor, ts, v])?;
+        let path = dir.join(format!("part-{f:05}.parquet"));
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&path)?, schema.clone(), Some(props))?;
+        w.write(&batch)?;
+        w.close()?;
+        paths.push(path);
+    }
+    set_mtimes_in_order(&paths)
+}
+
+/// Rows `start..end` as a frame of the sensor schema.
+fn frame(rows: &Rows, names: &[String], start: usize, end: usize) -> anyhow::Result<DataFrame> {
+    let sensor = Series::new(
+        "sensor".into(),
+        rows.sensor[start..end].iter().map(|s| names[*s as usize].as_str()).collect::<Vec<_>>(),
+    );
+    let ts = Series::new("ts".into(), rows.ts_us[start..end].to_vec()).cast(&common::ts())?;
+    let v = Series::new("v".into(), rows.v[start..end].to_vec());
+    Ok(DataFrame::new(end - start, vec![sensor.into_column(), ts.into_column(), v.into_column()])?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Measures
+
+#[derive(Default)]
+struct Measure {
+    case: String,
+    rows: u64,
+    batches: usize,
+    wall: Duration,
+    /// Per-batch latencies, measured here.
+    latencies: Vec<Duration>,
+    /// Peak memoryUsedBytes / numRowsTotal of the first stateful operator, and that peak's rows.
+    state_bytes_per_group: f64,
+    state_rows_at_peak: u64,
+    /// Mean ms per progress phase over the batches that read data.
+    phases: BTreeMap<String, f64>,
+    out_rows: u64,
+    spark: Option<(String, String)>,
+}
+
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
+}
+
+fn state_peak(progress: &[StreamingQueryProgress]) -> (f64, u64) {
+    progress
+        .iter()
+        .filter_map(|p| p.state_operators.first())
+        .filter(|s| s.num_rows_total > 0)
+        .max_by_key(|s| s.memory_used_bytes)
+        .map_or((0.0, 0), |s| (s.memory_used_bytes as f64 / s.num_rows_total as f64, s.num_rows_total))
+}
+
+fn phases(progress: &[StreamingQueryProgress]) -> BTreeMap<String, f64> {
+    let data: Vec<_> = progress.iter().filter(|p| p.num_input_rows > 0).collect();
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for p in &data {
+        for (k, v) in &p.duration_ms {
+            *sums.entry(k.clone()).or_default() += *v as f64;
+        }
+    }
+    sums.values_mut().for_each(|v| *v /= data.len().max(1) as f64);
+    sums
+}
+
+/// Sink call instants by batch id, and output rows.
+#[derive(Clone, Default)]
+struct SinkLog {
+    calls: Arc<Mutex<Vec<(u64, Instant)>>>,
+    out_rows: Arc<AtomicU64>,
+}
+
+impl SinkLog {
+    fn record(&self, batch: &DataFrame, id: u64) {
+        self.calls.lock().expect("sink log").push((id, Instant::now()));
+        self.out_rows.fetch_add(batch.height() as u64, Ordering::Relaxed);
+    }
+    /// Latency of each batch `b >= 1` that read data: sink(b) - sink(b - 1).
+    fn latencies(&self, progress: &[StreamingQueryProgress]) -> Vec<Duration> {
+        let calls: BTreeMap<u64, Instant> = self.calls.lock().expect("sink log").iter().copied().collect();
+        progress
+            .iter()
+            .filter(|p| p.num_input_rows > 0 && p.batch_id > 0)
+            .filter_map(|p| Some(*calls.get(&p.batch_id)? - *calls.get(&(p.batch_id - 1))?))
+            .collect()
+    }
+}
+
+/// Case 1: the file source over `dir`, AvailableNow, one file per batch.
+fn run_files(case: &str, format: &str, dir: &Path, work: &Path) -> anyhow::Result<Measure> {
+    let session = Session::new();
+    let src = session
+        .read_stream()
+        .format(format)
+        .schema(common::sensor_schema())
+        .option("maxFilesPerTrigger", 1)
+        .load(dir)?;
+    let df = common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
+    let ck = work.join(format!("ck-{format}"));
+    let log = SinkLog::default();
+    let l = log.clone();
+    let t0 = Instant::now();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .trigger(Trigger::AvailableNow)
+        .checkpoint_location(&ck)
+        .progress(ProgressDisplay::Off)
+        .foreach_batch(move |batch, id| {
+            l.record(batch, id);
+            Ok(())
+        })
+        .start()?;
+    query.await_termination()?;
+    let wall = t0.elapsed();
+    let progress = query.recent_progress();
+    let (bpg, rows_at_peak) = state_peak(&progress);
+    Ok(Measure {
+        case: case.into(),
+        rows: progress.iter().map(|p| p.num_input_rows).sum(),
+        batches: progress.len(),
+        wall,
+        latencies: log.latencies(&progress),
+        state_bytes_per_group: bpg,
+        state_rows_at_peak: rows_at_peak,
+        phases: phases(&progress),
+        out_rows: log.out_rows.load(Ordering::Relaxed),
+        spark: None,
+    })
+}
+
+/// Collects every progress report while `running` (recent_progress keeps only 100).
+fn collect_progress(query: &StreamingQuery, all: &mut BTreeMap<u64, StreamingQueryProgress>) {
+    for p in query.recent_progress() {
+        all.entry(p.batch_id).or_insert(p);
+    }
+}
+
+/// Case 2: 1,000-row frames from a MemoryStream, back to back (the sink of batch n adds
+/// frame n + 1).
+fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
+    let session = Session::new();
+    let stream = sluice::sources::MemoryStream::new(Arc::new(common::sensor_schema()));
+    let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
+    let log = SinkLog::default();
+    let (l, feed, pending) = (log.clone(), stream.clone(), frames[1..].to_vec());
+    let mut pending = pending.into_iter();
+    stream.add_data(frames[0].clone())?;
+    let t0 = Instant::now();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .checkpoint(ckpt)
+        .progress(ProgressDisplay::Off)
+        .foreach_batch(move |batch, id| {
+            l.record(batch, id);
+            if let Some(f) = pending.next() {
+                feed.add_data(f)?;
+            }
+            Ok(())
+        })
+        .start()?;
+    let mut all = BTreeMap::new();
+    let last = frames.len() as u64 - 1;
+    while query.last_progress().is_none_or(|p| p.batch_id < last) {
+        anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(1800), "{case}: not done after 30 minutes");
+        collect_progress(&query, &mut all);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = t0.elapsed();
+    query.process_all_available()?;
+    collect_progress(&query, &mut all);
+    query.stop()?;
+    let progress: Vec<_> = all.into_values().collect();
+    let (bpg, rows_at_peak) = state_peak(&progress);
+    Ok(Measure {
+        case: case.into(),
+        rows: progress.iter().map(|p| p.num_input_rows).sum(),
+        batches: progress.len(),
+        wall,
+        latencies: log.latencies(&progress),
+        state_bytes_per_group: bpg,
+        state_rows_at_peak: rows_at_peak,
+        phases: phases(&progress),
+        out_rows: log.out_rows.load(Ordering::Relaxed),
+        spark: None,
+    })
+}
+
+/// Case 2b: add one frame to an idle query, time until its progress report appears.
+fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
+    let session = Session::new();
+    let stream = sluice::sources::MemoryStream::new(Arc::new(common::sensor_schema()));
+    let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
+    let log = SinkLog::default();
+    let l = log.clone();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .checkpoint(ckpt)
+        .progress(ProgressDisplay::Off)
+        .foreach_batch(move |batch, id| {
+            l.record(batch, id);
+            Ok(())
+        })
+        .start()?;
+    let mut latencies = Vec::new();
+    let mut all = BTreeMap::new();
+    let t0 = Instant::now();
+    for f in frames {
+        // Let a pending no-data batch run first, so that the next report is this frame's.
+        query.process_all_available()?;
+        let before = query.last_progress().map(|p| p.batch_id);
+        let t = Instant::now();
+        stream.add_data(f.clone())?;
+        // No batch is pending, so the next report is this frame's batch (a no-data batch
+        // may follow it before this loop looks: then the time is slightly overstated).
+        while query.last_progress().map(|p| p.batch_id) == before {
+            anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "no batch within 60 s of adding a frame");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        latencies.push(t.elapsed());
+        collect_progress(&query, &mut all);
+    }
+    let wall = t0.elapsed();
+    query.stop()?;
+    let progress: Vec<_> = all.into_values().collect();
+    let (bpg, rows_at_peak) = state_peak(&progress);
+    Ok(Measure {
+        case: case.into(),
+        rows: progress.iter().map(|p| p.num_input_rows).sum(),
+        batches: progress.len(),
+        wall,
+        latencies,
+        state_bytes_per_group: bpg,
+        state_rows_at_peak: rows_at_peak,
+        phases: phases(&progress),
+        out_rows: log.out_rows.load(Ordering::Relaxed),
+        spark: None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// PySpark
+
+fn pyspark_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import pyspark"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs the PySpark script on the same files; one JSON value per run.
+fn run_pyspark(json_dir: &Path, parquet_dir: &Path, partitions: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyspark_windowed_agg.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--json")
+        .arg(json_dir)
+        .arg("--parquet")
+        .arg(parquet_dir)
+        .arg("--partitions")
+        .arg(partitions)
+        .output()
+        .context("running python3")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed ({}):\n{stdout}\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else {
+        format!("{:.0} k", r / 1e3)
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let total: usize = std::env::var("SLUICE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let work = tempfile::Builder::new().prefix("sluice-bench-windowed-agg-").tempdir()?;
+    let names = sensor_names();
+
+    let t = Instant::now();
+    let rows = generate(total, 42);
+    let json_dir = work.path().join("json");
+    let parquet_dir = work.path().join("parquet");
+    write_json_files(&json_dir, &rows, &names)?;
+    write_parquet_files(&parquet_dir, &rows, &names)?;
+    let mem_batches: usize = std::env::var("SLUICE_BENCH_MEM_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let mem_rows = generate(mem_batches * MEM_BATCH_ROWS, 7);
+    let frames: Vec<DataFrame> = (0..mem_batches)
+        .map(|b| frame(&mem_rows, &names, b * MEM_BATCH_ROWS, (b + 1) * MEM_BATCH_ROWS))
+        .collect::<anyhow::Result<_>>()?;
+    let dir_bytes = |d: &Path| -> u64 {
+        std::fs::read_dir(d).map(|r| r.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+    };
+    println!(
+        "data: {total} rows, {SENSORS} sensors, {FILES} files: JSON {:.1} MB, Parquet {:.1} MB ({:.1} s to generate); load avg {}",
+        dir_bytes(&json_dir) as f64 / 1e6,
+        dir_bytes(&parquet_dir) as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        loadavg()
+    );
+
+    let mut results = vec![
+        run_files("json, 20 files, ckpt dir", "json", &json_dir, work.path())?,
+        run_files("parquet, 20 files, ckpt dir", "parquet", &parquet_dir, work.path())?,
+    ];
+    let mut local = Checkpoint::local(work.path().join("ck-mem-local"))?;
+    local.set_fsync(true);
+    results.push(run_memory(&format!("memory {mem_batches}x1k, ckpt dir+fsync"), &frames, local)?);
+    results.push(run_memory(&format!("memory {mem_batches}x1k, in-memory ckpt"), &frames, Checkpoint::in_memory()?)?);
+    let e2e = E2E_BATCHES.min(mem_batches);
+    results.push(run_memory_e2e(&format!("memory {e2e}x1k e2e idle, in-mem"), &frames[..e2e], Checkpoint::in_memory()?)?);
+
+    // PySpark on the same files.
+    let partitions = std::env::var("SLUICE_BENCH_SPARK_PARTITIONS").unwrap_or_else(|_| "200,2".into());
+    let mut spark_notes = Vec::new();
+    if std::env::var("SLUICE_BENCH_SKIP_PYSPARK").is_ok_and(|v| v == "1") {
+        spark_notes.push("PySpark skipped (SLUICE_BENCH_SKIP_PYSPARK=1)".to_string());
+    } else if !pyspark_available() {
+        spark_notes.push("PySpark skipped: `python3 -c \"import pyspark\"` fails (pip install 'pyspark==3.5.*')".into());
+    } else {
+        match run_pyspark(&json_dir, &parquet_dir, &partitions) {
+            Ok(runs) => {
+                for (m, format) in results.iter_mut().take(2).zip(["json", "parquet"]) {
+                    let mine: Vec<_> = runs.iter().filter(|r| r["format"] == format).collect();
+                    let rates: Vec<String> = mine
+                        .iter()
+                        .map(|r| fmt_rate(r["rows_per_s"].as_f64().unwrap_or(0.0)))
+                        .collect();
+                    let ours = m.rows as f64 / m.wall.as_secs_f64();
+                    let ratios: Vec<String> = mine
+                        .iter()
+                        .map(|r| format!("{:.1}x", ours / r["rows_per_s"].as_f64().unwrap_or(f64::NAN)))
+                        .collect();
+                    m.spark = Some((rates.join(" / "), ratios.join(" / ")));
+                }
+                for r in &runs {
+                    spark_notes.push(format!(
+                        "PySpark {} shuffle.partitions={}: {} rows ({} out) in {:.2} s = {:.0} rows/s, {} batches, \
+                         triggerExecution p50 {} ms p99 {} ms, state {:.0} B/group ({} rows at peak)",
+                        r["format"].as_str().unwrap_or("?"),
+                        r["partitions"],
+                        r["rows"],
+                        r["out_rows"],
+                        r["wall_s"].as_f64().unwrap_or(0.0),
+                        r["rows_per_s"].as_f64().unwrap_or(0.0),
+                        r["batches"],
+                        r["p50_ms"],
+                        r["p99_ms"],
+                        r["state_bytes_per_group"].as_f64().unwrap_or(0.0),
+                        r["state_rows_peak"],
+                    ));
+                }
+            }
+            Err(e) => spark_notes.push(format!("PySpark run failed: {e:#}")),
+        }
+    }
+
+    println!();
+    println!(
+        "{:<32} {:>9} {:>8} {:>10} {:>10} {:>10} {:>9}  {:<22} speed-up",
+        "case",
+        "rows",
+        "batches",
+        "rows/s",
+        "p50",
+        "p99",
+        "B/group",
+        format!("PySpark rows/s ({})", partitions.replace(',', "/")),
+    );
+    for m in &results {
+        let (spark_rate, ratio) = m.spark.clone().unwrap_or_else(|| ("-".into(), "-".into()));
+        println!(
+            "{:<32} {:>9} {:>8} {:>10} {:>10} {:>10} {:>9.0}  {:<22} {}",
+            m.case,
+            m.rows,
+            m.batches,
+            fmt_rate(m.rows as f64 / m.wall.as_secs_f64()),
+            fmt_dur(percentile(&m.latencies, 0.50)),
+            fmt_dur(percentile(&m.latencies, 0.99)),
+            m.state_bytes_per_group,
+            spark_rate,
+            ratio
+        );
+    }
+    println!();
+    for m in &results {
+        let ph: Vec<String> = m.phases.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+        println!(
+            "{}: wall {:.3} s, {} output rows, state {} rows at peak; mean ms per data batch: {}",
+            m.case,
+            m.wall.as_secs_f64(),
+            m.out_rows,
+            m.state_rows_at_peak,
+            ph.join(", ")
+        );
+    }
+    for n in &spark_notes {
+        println!("{n}");
+    }
+    println!("load avg at end: {}", loadavg());
+    Ok(())
+}
