@@ -5,7 +5,8 @@
 //! first, last; a mean is a sum and a count). Per batch:
 //!
 //! ```text
-//! input rows ──eval keys (explode sliding windows, drop null windows)──► partial group-by
+//! input rows ──eval keys; a window key as Spark's Expand: one vectorized copy of the
+//!   input per window a row falls in, keyed by window start (Int64 µs)──► partial group-by
 //!   ──drop late groups (event time <= watermark for late events)──►
 //!   concat(state, partials) ──group-by keys, combine partials──► new state, updated keys
 //!   ──evict (event time <= watermark for eviction; append/update only)──►
@@ -13,7 +14,8 @@
 //!         complete = finalized whole state
 //! ```
 //! A group's event time is its window's `end` for a window key, or the key itself for a
-//! timestamp key (Spark's rule). All steps are Polars expressions over whole columns.
+//! timestamp key (Spark's rule). All steps are Polars operations over whole columns. State
+//! keeps a window as its start (8 bytes); the `{start, end}` struct is built for output.
 
 use polars::prelude::*;
 use polars_plan::utils::{expr_output_name, expr_to_leaf_column_names};
@@ -47,8 +49,18 @@ struct Partial {
 pub struct EventTimeKey {
     /// Output column name of the key.
     pub column: String,
-    /// Whether it is a window struct (`{start, end}`) rather than a timestamp.
-    pub is_window: bool,
+    /// For a window key (held in state as its start, µs), the window length in µs: the
+    /// group's event time is `start + length`. `None` for a timestamp key.
+    pub window_duration_us: Option<i64>,
+}
+
+const TS: &str = "__event_time_us";
+const LAST_START: &str = "__last_window_start_us";
+
+#[derive(Clone)]
+struct WindowKey {
+    name: String,
+    spec: crate::functions::WindowSpec,
 }
 
 /// A planned streaming aggregation: partial, combine and final expressions, schemas.
@@ -56,7 +68,7 @@ pub struct EventTimeKey {
 pub struct AggregatePlan {
     key_exprs: Vec<Expr>,
     key_names: Vec<String>,
-    list_keys: Vec<String>,
+    window: Option<WindowKey>,
     partials: Vec<Partial>,
     partial_exprs: Vec<Expr>,
     combine_exprs: Vec<Expr>,
@@ -91,26 +103,38 @@ impl AggregatePlan {
         let empty = DataFrame::empty_with_schema(input_schema);
         let mut key_names = Vec::new();
         let mut key_exprs = Vec::new();
+        let mut window = None;
         for k in keys {
-            let name = expr_output_name(k)?.to_string();
+            let (name, is_window) = match crate::functions::window_spec(k) {
+                Some((spec, name)) => {
+                    if window.is_some() {
+                        return Err(SluiceError::analysis("at most one window() per group_by"));
+                    }
+                    window = Some(WindowKey { name: name.clone(), spec });
+                    (name, true)
+                }
+                None => (expr_output_name(k)?.to_string(), false),
+            };
             if key_names.contains(&name) {
                 return Err(SluiceError::analysis(format!("grouping key {name:?} appears twice")));
             }
-            key_exprs.push(k.clone().alias(name.as_str()));
+            if !is_window {
+                key_exprs.push(k.clone().alias(name.as_str()));
+            }
             key_names.push(name);
         }
-        let key_df = empty.clone().lazy().select(key_exprs.clone()).collect()?;
-        let list_keys: Vec<String> = key_df
-            .columns()
-            .iter()
-            .filter(|c| matches!(c.dtype(), DataType::List(_)))
-            .map(|c| c.name().to_string())
-            .collect();
+        let key_df = empty.clone().lazy().with_columns(key_exprs.clone()).collect()?;
+        if let Some(c) = key_df.columns().iter().find(|c| matches!(c.dtype(), DataType::List(_))) {
+            return Err(SluiceError::analysis(format!(
+                "grouping key {:?} is a list; group by its elements after exploding it",
+                c.name()
+            )));
+        }
 
         let mut plan = AggregatePlan {
             key_exprs,
             key_names: key_names.clone(),
-            list_keys,
+            window,
             partials: vec![],
             partial_exprs: vec![],
             combine_exprs: vec![],
@@ -151,10 +175,12 @@ impl AggregatePlan {
 
         // The event-time key: a key computed from a watermarked column.
         for (k, name) in keys.iter().zip(&key_names) {
-            let roots: Vec<String> = expr_to_leaf_column_names(k).iter().map(|s| s.to_string()).collect();
-            if roots.iter().any(|r| watermark_columns.contains(r)) {
-                let is_window = matches!(plan.state_schema.get(name), Some(DataType::Struct(_)));
-                plan.event_time_key = Some(EventTimeKey { column: name.to_string(), is_window });
+            let (roots, window_duration_us) = match &plan.window {
+                Some(w) if &w.name == name => (expr_to_leaf_column_names(&w.spec.time), Some(w.spec.duration_us)),
+                _ => (expr_to_leaf_column_names(k), None),
+            };
+            if roots.iter().any(|r| watermark_columns.iter().any(|w| w.as_str() == r.as_str())) {
+                plan.event_time_key = Some(EventTimeKey { column: name.to_string(), window_duration_us });
                 break;
             }
         }
@@ -266,20 +292,37 @@ impl AggregatePlan {
         &self.key_names
     }
 
-    /// Evaluates keys (exploding sliding windows, dropping rows without a window) and the
-    /// partial aggregates of `input`: one row per key.
+    /// Evaluates keys and the partial aggregates of `input`: one row per key. A window key
+    /// is computed as Spark's Expand: for each of the `ceil(length / slide)` windows a row
+    /// may fall in, a copy of the input keyed by that window's start (Int64 µs), keeping
+    /// the rows the window contains; rows with a null event time get no window.
     pub fn partial_aggregate(&self, input: &DataFrame) -> Result<DataFrame> {
-        let mut lf = input.clone().lazy().with_columns(self.key_exprs.clone());
-        if !self.list_keys.is_empty() {
-            let names: Vec<PlSmallStr> = self.list_keys.iter().map(|s| s.as_str().into()).collect();
-            lf = lf.explode(by_name(names, true, false), ExplodeOptions { empty_as_null: true, keep_nulls: true });
+        let mut lf = input.clone().lazy();
+        if !self.key_exprs.is_empty() {
+            lf = lf.with_columns(self.key_exprs.clone());
         }
-        // Windowed rows without a window (null event time) are dropped, as in Spark.
-        let schema = lf.collect_schema()?;
-        for k in &self.key_names {
-            if matches!(schema.get(k), Some(DataType::Struct(_))) {
-                lf = lf.filter(col(k.as_str()).is_not_null());
-            }
+        if let Some(w) = &self.window {
+            let (d, s, o) = (w.spec.duration_us, w.spec.slide_us, w.spec.start_us);
+            let ts = w.spec.time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+            // Non-negative modulo, whatever Polars' sign convention for `%`.
+            let rem = ((col(TS) - lit(o)) % lit(s) + lit(s)) % lit(s);
+            let base = lf
+                .with_column(ts.alias(TS))
+                .filter(col(TS).is_not_null())
+                .with_column((col(TS) - rem).alias(LAST_START));
+            let n = (d + s - 1) / s;
+            lf = if n == 1 {
+                base.with_column(col(LAST_START).alias(w.name.as_str()))
+            } else {
+                let copies: Vec<LazyFrame> = (0..n)
+                    .map(|i| {
+                        base.clone()
+                            .with_column((col(LAST_START) - lit(i * s)).alias(w.name.as_str()))
+                            .filter(col(TS).lt(col(w.name.as_str()) + lit(d)))
+                    })
+                    .collect();
+                concat(copies, UnionArgs::default())?
+            };
         }
         let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
         Ok(lf.group_by(keys).agg(self.partial_exprs.clone()).collect()?)
@@ -287,7 +330,19 @@ impl AggregatePlan {
 
     /// Final output rows (keys, aggregates) for state rows.
     pub fn finalize(&self, state: &DataFrame) -> Result<DataFrame> {
-        let mut exprs: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
+        let dt = DataType::Datetime(TimeUnit::Microseconds, None);
+        let mut exprs: Vec<Expr> = self
+            .key_names
+            .iter()
+            .map(|k| match &self.window {
+                Some(w) if &w.name == k => as_struct(vec![
+                    col(k.as_str()).cast(dt.clone()).alias("start"),
+                    (col(k.as_str()) + lit(w.spec.duration_us)).cast(dt.clone()).alias("end"),
+                ])
+                .alias(k.as_str()),
+                _ => col(k.as_str()),
+            })
+            .collect();
         exprs.extend(self.final_exprs.iter().cloned());
         Ok(state.clone().lazy().select(exprs).collect()?)
     }
@@ -307,22 +362,25 @@ impl AggregatePlan {
         .group_by(keys)
         .agg(aggs)
         .collect()?;
-        let updated = merged.clone().lazy().filter(col(UPDATED)).drop(by_name([UPDATED], true, false)).collect()?;
+        let mask = merged.column(UPDATED)?.bool()?.clone();
         let new_state = merged.drop(UPDATED)?;
+        let updated = new_state.filter(&mask)?;
         Ok((new_state, updated))
     }
 
-    /// `true` for rows whose event time is at or before `watermark_ms`.
-    fn expired(&self, key: &EventTimeKey, watermark_ms: i64) -> Expr {
-        let t = if key.is_window {
-            col(key.column.as_str()).struct_().field_by_name("end")
-        } else {
-            col(key.column.as_str())
+    /// `true` for rows whose event time is at or before `watermark_ms` (never null).
+    fn expired(&self, df: &DataFrame, key: &EventTimeKey, watermark_ms: i64) -> Result<BooleanChunked> {
+        let limit = watermark_ms.saturating_mul(1000);
+        let c = df.column(&key.column)?.as_materialized_series();
+        let mask = match key.window_duration_us {
+            // start + length <= watermark
+            Some(d) => c.i64()?.lt_eq(limit.saturating_sub(d)),
+            None => {
+                let t = c.cast(&DataType::Datetime(TimeUnit::Microseconds, None))?.cast(&DataType::Int64)?;
+                t.i64()?.lt_eq(limit)
+            }
         };
-        t.cast(DataType::Datetime(TimeUnit::Microseconds, None))
-            .cast(DataType::Int64)
-            .lt_eq(lit(watermark_ms.saturating_mul(1000)))
-            .fill_null(lit(false))
+        Ok(mask.fill_null_with_values(false)?)
     }
 }
 
@@ -374,6 +432,9 @@ impl StatefulOperator for StreamingAggregateExec {
         serde_json::json!({
             "operator": self.name(),
             "keys": self.plan.key_names,
+            "window": self.plan.window.as_ref().map(|w| {
+                serde_json::json!({"column": w.name, "durationUs": w.spec.duration_us, "slideUs": w.spec.slide_us, "startUs": w.spec.start_us})
+            }),
             "stateSchema": self.plan.state_schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
@@ -388,9 +449,11 @@ impl StatefulOperator for StreamingAggregateExec {
         let mut partial = self.plan.partial_aggregate(&input)?;
         let mut dropped = 0;
         if let (Some(key), Some(wm)) = (self.watermarked(), ctx.watermark_for_late_events_ms) {
-            let before = partial.height();
-            partial = partial.lazy().filter(self.plan.expired(key, wm).not()).collect()?;
-            dropped = before - partial.height();
+            let late = self.plan.expired(&partial, key, wm)?;
+            dropped = late.sum().unwrap_or(0) as usize;
+            if dropped > 0 {
+                partial = partial.filter(&!&late)?;
+            }
         }
         let (mut state, updated) = if partial.height() > 0 {
             self.plan.merge(&self.state, &partial)?
@@ -398,11 +461,15 @@ impl StatefulOperator for StreamingAggregateExec {
             (self.state.clone(), self.store.empty())
         };
         let mut evicted = self.store.empty();
+        let mut upserts = updated.clone();
         if let (Some(key), Some(wm)) = (self.watermarked().cloned(), ctx.watermark_for_eviction_ms) {
-            let pred = self.plan.expired(&key, wm);
-            evicted = state.clone().lazy().filter(pred.clone()).collect()?;
-            if evicted.height() > 0 {
-                state = state.lazy().filter(pred.not()).collect()?;
+            let expired = self.plan.expired(&state, &key, wm)?;
+            if expired.any() {
+                evicted = state.filter(&expired)?;
+                state = state.filter(&!&expired)?;
+                // Updated rows that were evicted in the same batch leave state: not upserts.
+                let gone = self.plan.expired(&updated, &key, wm)?;
+                upserts = updated.filter(&!&gone)?;
             }
         }
         let output = match self.mode {
@@ -410,22 +477,14 @@ impl StatefulOperator for StreamingAggregateExec {
             OutputMode::Update => self.plan.finalize(&updated)?,
             OutputMode::Complete => self.plan.finalize(&state)?,
         };
-        // The delta: updated rows still in state, and evicted keys.
-        let upserts = if evicted.height() > 0 && updated.height() > 0 {
-            let key = self.watermarked().cloned().expect("eviction implies an event-time key");
-            let wm = ctx.watermark_for_eviction_ms.unwrap_or(i64::MIN);
-            updated.clone().lazy().filter(self.plan.expired(&key, wm).not()).collect()?
-        } else {
-            updated.clone()
+        // The delta: rows upserted into state, then evicted keys.
+        let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
+            let mut df = df.clone();
+            df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
+            Ok(df)
         };
-        let delta = concat(
-            [
-                upserts.lazy().with_column(lit(false).alias(DELETED_COLUMN)),
-                evicted.clone().lazy().with_column(lit(true).alias(DELETED_COLUMN)),
-            ],
-            UnionArgs::default(),
-        )?
-        .collect()?;
+        let mut delta = flag(&upserts, false)?;
+        delta.vstack_mut_owned(flag(&evicted, true)?)?;
         self.progress.num_rows_updated = updated.height() as u64;
         self.progress.num_rows_removed = evicted.height() as u64;
         self.progress.num_rows_dropped_by_watermark = dropped as u64;

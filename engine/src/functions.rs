@@ -1,5 +1,7 @@
 //! Streaming functions beside Polars' own: [`window`] (Spark's `window`).
 
+use std::sync::Mutex;
+
 use polars::prelude::*;
 
 use crate::interval::parse_interval_micros;
@@ -10,6 +12,38 @@ pub const WINDOW_COLUMN: &str = "window";
 
 fn micros_to_ts(e: Expr) -> Expr {
     e.cast(DataType::Datetime(TimeUnit::Microseconds, None))
+}
+
+/// The parameters of a [`window`] expression, in microseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSpec {
+    /// The event-time expression.
+    pub time: Expr,
+    /// Window length, µs.
+    pub duration_us: i64,
+    /// Slide, µs (equal to the length for tumbling windows).
+    pub slide_us: i64,
+    /// Offset of window starts from the epoch, µs.
+    pub start_us: i64,
+}
+
+/// Every window expression built by [`window`], with its parameters, so that a streaming
+/// aggregation can recognise it and compute windows as an *Expand* (one vectorized copy
+/// of the input per window a row falls in) instead of evaluating the expression per row.
+static WINDOWS: Mutex<Vec<(Expr, WindowSpec)>> = Mutex::new(Vec::new());
+
+/// The window parameters of `e` if it is (an alias of) a [`window`] expression, with the
+/// output name it is given.
+pub fn window_spec(e: &Expr) -> Option<(WindowSpec, String)> {
+    let registry = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
+    let find = |x: &Expr| registry.iter().find(|(w, _)| w == x).map(|(_, s)| s.clone());
+    if let Some(spec) = find(e) {
+        return Some((spec, WINDOW_COLUMN.to_string()));
+    }
+    match e {
+        Expr::Alias(inner, name) => window_spec(inner).map(|(spec, _)| (spec, name.to_string())),
+        _ => None,
+    }
 }
 
 /// Spark's `window(timeColumn, windowDuration, slideDuration, startTime)`: the time
@@ -54,7 +88,7 @@ pub fn window(time: Expr, duration: &str, slide: Option<&str>, start_time: Optio
             slide.unwrap_or(duration)
         )));
     }
-    let ts = time.cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+    let ts = time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
     // Non-negative modulo, whatever Polars' sign convention for `%`.
     let rem = ((ts.clone() - lit(o)) % lit(s) + lit(s)) % lit(s);
     let last_start = ts.clone() - rem;
@@ -65,17 +99,21 @@ pub fn window(time: Expr, duration: &str, slide: Option<&str>, start_time: Optio
             micros_to_ts(start + lit(d)).alias("end"),
         ])
     };
-    if n == 1 {
-        return Ok(when(ts.is_not_null())
-            .then(make(last_start))
-            .otherwise(lit(NULL))
-            .alias(WINDOW_COLUMN));
+    let expr = if n == 1 {
+        when(ts.is_not_null()).then(make(last_start)).otherwise(lit(NULL)).alias(WINDOW_COLUMN)
+    } else {
+        let mut items = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let start = last_start.clone() - lit(i * s);
+            let contains = start.clone().lt_eq(ts.clone()).and(ts.clone().lt(start.clone() + lit(d)));
+            items.push(when(contains).then(make(start)).otherwise(lit(NULL)));
+        }
+        concat_list(items)?.alias(WINDOW_COLUMN)
+    };
+    let spec = WindowSpec { time, duration_us: d, slide_us: s, start_us: o };
+    let mut registry = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
+    if !registry.iter().any(|(e, _)| *e == expr) {
+        registry.push((expr.clone(), spec));
     }
-    let mut items = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let start = last_start.clone() - lit(i * s);
-        let contains = start.clone().lt_eq(ts.clone()).and(ts.clone().lt(start.clone() + lit(d)));
-        items.push(when(contains).then(make(start)).otherwise(lit(NULL)));
-    }
-    Ok(concat_list(items)?.alias(WINDOW_COLUMN))
+    Ok(expr)
 }
