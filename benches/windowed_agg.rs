@@ -264,20 +264,24 @@ fn run_files(case: &str, format: &str, dir: &Path, work: &Path) -> anyhow::Resul
         .start()?;
     query.await_termination()?;
     let wall = t0.elapsed();
-    let progress = query.recent_progress();
-    let (bpg, rows_at_peak) = state_peak(&progress);
-    Ok(Measure {
+    Ok(measure(case, wall, &query.recent_progress(), &log))
+}
+
+/// The figures of one run from its progress reports and sink log.
+fn measure(case: &str, wall: Duration, progress: &[StreamingQueryProgress], log: &SinkLog) -> Measure {
+    let (bpg, rows_at_peak) = state_peak(progress);
+    Measure {
         case: case.into(),
         rows: progress.iter().map(|p| p.num_input_rows).sum(),
         batches: progress.len(),
         wall,
-        latencies: log.latencies(&progress),
+        latencies: log.latencies(progress),
         state_bytes_per_group: bpg,
         state_rows_at_peak: rows_at_peak,
-        phases: phases(&progress),
+        phases: phases(progress),
         out_rows: log.out_rows.load(Ordering::Relaxed),
         spark: None,
-    })
+    }
 }
 
 /// Collects every progress report while `running` (recent_progress keeps only 100).
@@ -324,19 +328,7 @@ fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Res
     collect_progress(&query, &mut all);
     query.stop()?;
     let progress: Vec<_> = all.into_values().collect();
-    let (bpg, rows_at_peak) = state_peak(&progress);
-    Ok(Measure {
-        case: case.into(),
-        rows: progress.iter().map(|p| p.num_input_rows).sum(),
-        batches: progress.len(),
-        wall,
-        latencies: log.latencies(&progress),
-        state_bytes_per_group: bpg,
-        state_rows_at_peak: rows_at_peak,
-        phases: phases(&progress),
-        out_rows: log.out_rows.load(Ordering::Relaxed),
-        spark: None,
-    })
+    Ok(measure(case, wall, &progress, &log))
 }
 
 /// Case 2b: add one frame to an idle query, time until its progress report appears.

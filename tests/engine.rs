@@ -24,6 +24,18 @@ fn windowed(session: &Session, stream: &MemoryStream) -> StreamingDataFrame {
     common::windowed_agg(stream.to_df(session), "10 minutes", None, Some("5 minutes")).unwrap()
 }
 
+/// The windowed query in update mode into `table`, with `trigger`.
+fn start_update(session: &Session, stream: &MemoryStream, table: &MemoryTable, trigger: Trigger) -> sluice::StreamingQuery {
+    windowed(session, stream)
+        .write_stream()
+        .output_mode(OutputMode::Update)
+        .trigger(trigger)
+        .progress(ProgressDisplay::Off)
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap()
+}
+
 #[test]
 fn trigger_once_runs_one_batch_with_everything_available() {
     let session = Session::new();
@@ -32,14 +44,7 @@ fn trigger_once_runs_one_batch_with_everything_available() {
         stream.add_data(readings(&[("a", Some(m), 1.0)])).unwrap();
     }
     let table = MemoryTable::new();
-    let q = windowed(&session, &stream)
-        .write_stream()
-        .output_mode(OutputMode::Update)
-        .trigger(Trigger::Once)
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+    let q = start_update(&session, &stream, &table, Trigger::Once);
     q.await_termination().unwrap();
     let p = q.recent_progress();
     assert_eq!(p.len(), 1, "Once runs exactly one batch");
@@ -52,14 +57,7 @@ fn processing_time_trigger_and_process_all_available() {
     let session = Session::new();
     let stream = MemoryStream::new(readings(&[]).schema().clone());
     let table = MemoryTable::new();
-    let q = windowed(&session, &stream)
-        .write_stream()
-        .output_mode(OutputMode::Update)
-        .trigger(Trigger::processing_time("50 milliseconds").unwrap())
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+    let q = start_update(&session, &stream, &table, Trigger::processing_time("50 milliseconds").unwrap());
     stream.add_data(readings(&[("a", Some(1), 1.0), ("b", Some(2), 2.0)])).unwrap();
     q.process_all_available().unwrap();
     assert_eq!(table.to_df().unwrap().unwrap().height(), 2);
@@ -119,13 +117,7 @@ fn late_rows_are_dropped_and_counted() {
     let session = Session::new();
     let stream = MemoryStream::new(readings(&[]).schema().clone());
     let table = MemoryTable::new();
-    let q = windowed(&session, &stream)
-        .write_stream()
-        .output_mode(OutputMode::Update)
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+    let q = start_update(&session, &stream, &table, Trigger::default());
     stream.add_data(readings(&[("a", Some(40), 1.0)])).unwrap();
     q.process_all_available().unwrap(); // watermark becomes 00:35 for the next batch
     stream.add_data(readings(&[("a", Some(41), 1.0)])).unwrap();
