@@ -43,3 +43,22 @@ impl Sink for ConsoleSink {
             .map_err(|source| sluice_engine::SluiceError::Io { path: "<stdout>".into(), source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use polars::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn renders_the_batch_id_and_at_most_num_rows() {
+        let df = df!("channel" => ["#en", "#de", "#fr"], "edits" => [3i64, 2, 1]).unwrap();
+        let text = ConsoleSink { num_rows: 2 }.render(7, &df);
+        assert!(text.contains("Batch: 7"), "{text}");
+        assert!(text.contains("#en") && text.contains("#de"), "{text}");
+        assert!(!text.contains("#fr"), "only the first 2 rows: {text}");
+        assert!(text.contains("only showing top 2 of 3 rows"), "{text}");
+        let all = ConsoleSink::default().render(0, &df);
+        assert!(all.contains("#fr") && !all.contains("only showing"), "{all}");
+    }
+}
