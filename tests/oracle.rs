@@ -39,12 +39,20 @@ fn param<'a>(case: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 
 /// Runs a case's job; returns the output folder and the progress of every batch.
 fn run_case(name: &str) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress>, tempfile::TempDir) {
-    let case_dir = cases_dir().join(name);
+    run_case_in(&cases_dir().join(name))
+}
+
+fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress>, tempfile::TempDir) {
+    let case_dir = case_dir.to_path_buf();
     let case: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case_dir.join("case.json")).unwrap()).unwrap();
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
-    copy_ordered(&case_dir.join("input"), &input);
+    let input_from = match case["input_case"].as_str() {
+        Some(other) => cases_dir().join(other),
+        None => case_dir.clone(),
+    };
+    copy_ordered(&input_from.join("input"), &input);
     let out = work.path().join("out");
     let ck = work.path().join("ck");
     let session = Session::new();
@@ -135,6 +143,23 @@ fn p05_wiki_edits() {
 #[test]
 fn p06_wiki_running_counts() {
     oracle("p06_wiki_running_counts");
+}
+
+/// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).
+#[test]
+fn extra_cases_match_spark() {
+    let extra = cases_dir().parent().unwrap().join("extra");
+    let mut names: Vec<_> = std::fs::read_dir(&extra)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for case_dir in names {
+        let (case_dir, out, _, _work) = run_case_in(&case_dir);
+        compare_with_spark(&case_dir, &out);
+    }
 }
 
 /// The comparison itself must be able to fail: a changed row is caught.
