@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_engine as engine;
 pub use sluice_engine::{
-    window, DataStreamReader, DataStreamWriter, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
+    interval, window, DataStreamReader, DataStreamWriter, JoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
     StreamingQuery, StreamingQueryProgress, Trigger,
 };
 pub use sluice_sinks as sinks;
@@ -56,7 +56,8 @@ use sluice_sinks::{ConsoleSink, MemoryTable};
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
-        window, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
+        interval, window, JoinType as StreamJoinType, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery,
+        Trigger,
     };
 
     pub use crate::Session;

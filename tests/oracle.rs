@@ -71,6 +71,31 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
             let src = common::json_source(&session, &input, common::wiki_schema()).unwrap();
             common::running_counts(src)
         }
+        "ad_join" => {
+            let imp = common::json_source(&session, &input.join("impressions"), common::impressions_schema()).unwrap();
+            let clk = common::json_source(&session, &input.join("clicks"), common::clicks_schema()).unwrap();
+            common::ad_join(
+                imp,
+                clk,
+                param(&case, "how").unwrap_or("inner").parse().unwrap(),
+                param(&case, "impression_watermark").unwrap_or("2 hours"),
+                param(&case, "click_watermark").unwrap_or("3 hours"),
+                param(&case, "max_gap").unwrap_or("1 hour"),
+            )
+            .unwrap()
+        }
+        "wiki_languages" => {
+            let edits = common::json_source(&session, &input.join("edits"), common::edits_schema()).unwrap();
+            let channels = common::read_channels(&input.join("channels.csv")).unwrap();
+            common::wiki_languages(
+                edits,
+                channels,
+                param(&case, "how").unwrap_or("inner").parse().unwrap(),
+                param(&case, "window"),
+                param(&case, "watermark").unwrap_or("1 minute"),
+            )
+            .unwrap()
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -143,6 +168,21 @@ fn p05_wiki_edits() {
 #[test]
 fn p06_wiki_running_counts() {
     oracle("p06_wiki_running_counts");
+}
+
+#[test]
+fn p07_ad_join_inner() {
+    oracle("p07_ad_join_inner");
+}
+
+#[test]
+fn p08_ad_join_left_outer() {
+    oracle("p08_ad_join_left_outer");
+}
+
+#[test]
+fn p09_wiki_languages() {
+    oracle("p09_wiki_languages");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

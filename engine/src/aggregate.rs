@@ -439,6 +439,10 @@ impl StatefulOperator for StreamingAggregateExec {
         })
     }
 
+    fn state_store_ids(&self) -> Vec<usize> {
+        vec![self.store.op_id]
+    }
+
     fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
         self.state = self.store.load(ckpt, version)?;
         Ok(())
@@ -495,11 +499,11 @@ impl StatefulOperator for StreamingAggregateExec {
         Ok(output)
     }
 
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<usize>> {
+    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
         let delta = self.pending_delta.take().unwrap_or_else(|| self.store.empty());
         let written = self.store.commit(ckpt, version, &delta, &self.state)?;
         self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(written)
+        Ok(vec![(self.store.op_id, written)])
     }
 
     fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {

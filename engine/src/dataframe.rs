@@ -169,6 +169,46 @@ impl StreamingDataFrame {
         }
         Ok(self.with(LogicalPlan::Watermark { input: self.plan.clone(), column: column.to_string(), delay_ms }))
     }
+    /// Joins with another stream (Spark's stream-stream join): equality of `left_on` and
+    /// `right_on`, plus an optional `condition` over the joined columns, typically an
+    /// event-time range such as
+    /// `col("click_time").gt_eq(col("impression_time")).and(col("click_time").lt_eq(col("impression_time") + interval("1 hour")?))`.
+    ///
+    /// Output columns: this stream's, then `right`'s (a name already present gets the
+    /// suffix `_right`); a left semi join keeps this stream's columns only. Both sides are
+    /// buffered in the state store; watermarks and the condition bound that state (see
+    /// [`crate::join`]). Outer and semi joins need watermarks and a condition that lets the
+    /// outer side's state be evicted, else `start()` fails with an analysis error.
+    pub fn join<E: AsRef<[Expr]>>(
+        &self,
+        right: &StreamingDataFrame,
+        left_on: E,
+        right_on: E,
+        how: crate::join::JoinType,
+        condition: Option<Expr>,
+    ) -> Self {
+        self.with(LogicalPlan::Join {
+            left: self.plan.clone(),
+            right: right.plan.clone(),
+            left_on: left_on.as_ref().to_vec(),
+            right_on: right_on.as_ref().to_vec(),
+            how,
+            condition,
+        })
+    }
+    /// Joins every micro-batch with a static frame (Spark's stream-static join): `Inner`
+    /// or `LeftOuter`, the stream on the left; other types fail at `start()`. Output
+    /// columns: the stream's, then the static frame's (both key columns kept; a name
+    /// already present gets the suffix `_right`). Null keys never match, as in Spark.
+    pub fn join_static<E: AsRef<[Expr]>>(&self, right: DataFrame, left_on: E, right_on: E, how: crate::join::JoinType) -> Self {
+        self.with(LogicalPlan::StaticJoin {
+            input: self.plan.clone(),
+            right,
+            left_on: left_on.as_ref().to_vec(),
+            right_on: right_on.as_ref().to_vec(),
+            how,
+        })
+    }
     /// Groups by `keys` (columns, expressions, or a [`window`](crate::window)).
     pub fn group_by<E: AsRef<[Expr]>>(&self, keys: E) -> GroupedStreamingDataFrame {
         GroupedStreamingDataFrame { df: self.clone(), keys: keys.as_ref().to_vec() }

@@ -29,6 +29,7 @@ use sluice_checkpoint::{
 };
 
 use crate::aggregate::{AggregatePlan, StreamingAggregateExec};
+use crate::join::{JoinSide, JoinType, StreamingJoinPlan, StreamingSymmetricHashJoinExec};
 use crate::dataframe::{DataStreamWriter, ProgressDisplay};
 use crate::operator::{BatchContext, StatefulOperator};
 use crate::plan::LogicalPlan;
@@ -53,6 +54,7 @@ enum PhysNode {
     Filter(Box<PhysNode>, Expr),
     Watermark(Box<PhysNode>, usize),
     Stateful(Vec<PhysNode>, usize),
+    StaticJoin(Box<PhysNode>, DataFrame, Vec<Expr>, Vec<Expr>, crate::join::JoinType),
 }
 
 struct WatermarkSpec {
@@ -72,6 +74,7 @@ struct Compiler<'a> {
     providers: Vec<SourceProviderRef>,
     watermarks: Vec<WatermarkSpec>,
     ops: Vec<Box<dyn StatefulOperator>>,
+    next_store: usize,
     aggregations: usize,
     mode: OutputMode,
     partitions: usize,
@@ -117,9 +120,70 @@ impl Compiler<'_> {
                             .into(),
                     );
                 }
-                let op_id = self.ops.len();
-                self.ops.push(Box::new(StreamingAggregateExec::new(agg, op_id, self.partitions, self.mode)));
-                PhysNode::Stateful(vec![inner], op_id)
+                let store = self.next_store;
+                self.next_store += 1;
+                self.ops.push(Box::new(StreamingAggregateExec::new(agg, store, self.partitions, self.mode)));
+                PhysNode::Stateful(vec![inner], self.ops.len() - 1)
+            }
+            LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
+                let inner = self.compile(input)?;
+                if !matches!(how, JoinType::Inner | JoinType::LeftOuter) {
+                    self.problems.push(format!(
+                        "a stream-static join supports Inner and LeftOuter with the stream on the left, not {how}: \
+                         the static side has no end, so its unmatched rows could never be emitted"
+                    ));
+                }
+                PhysNode::StaticJoin(Box::new(inner), right.clone(), left_on.clone(), right_on.clone(), *how)
+            }
+            LogicalPlan::Join { left, right, left_on, right_on, how, condition } => {
+                let ops_before = self.ops.len();
+                let l = self.compile(left)?;
+                let r = self.compile(right)?;
+                if self.ops.len() > ops_before {
+                    self.problems.push(
+                        "a stream-stream join of a stateful result (aggregation or join) is not supported".into(),
+                    );
+                }
+                if self.mode != OutputMode::Append {
+                    self.problems.push(format!(
+                        "{} output mode not supported for stream-stream joins: use Append output mode",
+                        self.mode
+                    ));
+                }
+                let (ls, rs) = (left.schema()?, right.schema()?);
+                let wm_of = |p: &Arc<LogicalPlan>, s: &Schema| {
+                    p.watermark_columns().into_iter().find(|c| s.contains(c))
+                };
+                let plan = StreamingJoinPlan {
+                    how: *how,
+                    condition: condition.clone(),
+                    output_schema: StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, *how),
+                };
+                let left_side = JoinSide::new(left_on.clone(), ls.clone(), wm_of(left, &ls), self.next_store, self.partitions);
+                let right_side = JoinSide::new(right_on.clone(), rs.clone(), wm_of(right, &rs), self.next_store + 1, self.partitions);
+                self.next_store += 2;
+                let op = StreamingSymmetricHashJoinExec::new(plan, left_side, right_side);
+                // Outer sides must be evictable: a watermark on both inputs and a condition
+                // that bounds the outer side's event time by the other side's watermark.
+                let needs = |left_side: bool| match how {
+                    JoinType::LeftOuter | JoinType::LeftSemi => left_side,
+                    JoinType::RightOuter => !left_side,
+                    JoinType::FullOuter => true,
+                    JoinType::Inner => false,
+                };
+                for (side, name) in [(true, "left"), (false, "right")] {
+                    if needs(side) && op.side_watermark(side, 0).is_none() {
+                        self.problems.push(format!(
+                            "Stream-stream {how} join between two streaming DataFrames is not supported \
+                             without a watermark on both inputs and a range condition on event time that \
+                             bounds the {name} side (e.g. right_time BETWEEN left_time AND left_time + \
+                             interval): without it, unmatched {name} rows could never be emitted"
+                        ));
+                        break;
+                    }
+                }
+                self.ops.push(Box::new(op));
+                PhysNode::Stateful(vec![l, r], self.ops.len() - 1)
             }
         })
     }
@@ -135,6 +199,7 @@ pub struct MicroBatchExecution {
     source_schemas: Vec<SchemaRef>,
     root: PhysNode,
     ops: Vec<Box<dyn StatefulOperator>>,
+    n_stores: usize,
     watermarks: Vec<WatermarkSpec>,
     sink: Box<dyn Sink>,
     mode: OutputMode,
@@ -217,6 +282,7 @@ impl MicroBatchExecution {
             providers: vec![],
             watermarks: vec![],
             ops: vec![],
+            next_store: 0,
             aggregations: 0,
             mode,
             partitions,
@@ -244,7 +310,7 @@ impl MicroBatchExecution {
         if let Some(p) = c.problems.first() {
             return Err(SluiceError::analysis(p.clone()));
         }
-        let Compiler { providers, watermarks, ops, .. } = c;
+        let Compiler { providers, watermarks, ops, next_store: n_stores, .. } = c;
 
         let meta = match ckpt.read_metadata()? {
             Some(m) => m,
@@ -262,41 +328,43 @@ impl MicroBatchExecution {
             }
         };
         // Stateful operators must be those the checkpoint was written with.
-        for (i, op) in ops.iter().enumerate() {
-            let path = ckpt.paths().state_metadata(i);
-            let want = op.state_description();
-            match ckpt.get(&path)? {
-                None if recovery == Recovery::Fresh => {
-                    ckpt.put(&path, bytes::Bytes::from(serde_json::to_string(&want).expect("json") + "\n"), false)?;
-                }
-                None => {
-                    return Err(SluiceError::analysis(format!(
-                        "the query's stateful operators changed: {} is missing, so operator {i} ({}) \
-                         did not exist when this checkpoint was written; use a new checkpoint location",
-                        ckpt.display_path(&path),
-                        op.name()
-                    )))
-                }
-                Some(have) => {
-                    let have: serde_json::Value = serde_json::from_slice(&have).map_err(|e| {
-                        SluiceError::Checkpoint(CheckpointError::Corrupt { path: ckpt.display_path(&path), reason: e.to_string() })
-                    })?;
-                    if have != want {
+        for op in ops.iter() {
+            for (k, i) in op.state_store_ids().into_iter().enumerate() {
+                let path = ckpt.paths().state_metadata(i);
+                let mut want = op.state_description();
+                want["store"] = serde_json::json!(k);
+                match ckpt.get(&path)? {
+                    None if recovery == Recovery::Fresh => {
+                        ckpt.put(&path, bytes::Bytes::from(serde_json::to_string(&want).expect("json") + "\n"), false)?;
+                    }
+                    None => {
                         return Err(SluiceError::analysis(format!(
-                            "the query's stateful operators changed: {} records {have} but the query has {want}; \
-                             use a new checkpoint location",
-                            ckpt.display_path(&path)
-                        )));
+                            "the query's stateful operators changed: {} is missing, so state store {i} ({}) \
+                             did not exist when this checkpoint was written; use a new checkpoint location",
+                            ckpt.display_path(&path),
+                            op.name()
+                        )))
+                    }
+                    Some(have) => {
+                        let have: serde_json::Value = serde_json::from_slice(&have).map_err(|e| {
+                            SluiceError::Checkpoint(CheckpointError::Corrupt { path: ckpt.display_path(&path), reason: e.to_string() })
+                        })?;
+                        if have != want {
+                            return Err(SluiceError::analysis(format!(
+                                "the query's stateful operators changed: {} records {have} but the query has {want}; \
+                                 use a new checkpoint location",
+                                ckpt.display_path(&path)
+                            )));
+                        }
                     }
                 }
             }
         }
-        let extra = ckpt.paths().state_metadata(ops.len());
+        let extra = ckpt.paths().state_metadata(n_stores);
         if ckpt.get(&extra)?.is_some() {
             return Err(SluiceError::analysis(format!(
-                "the query's stateful operators changed: the checkpoint has operator {} ({}) that this \
+                "the query's stateful operators changed: the checkpoint has state store {n_stores} ({}) that this \
                  query does not; use a new checkpoint location",
-                ops.len(),
                 ckpt.display_path(&extra)
             )));
         }
@@ -315,6 +383,7 @@ impl MicroBatchExecution {
             source_schemas,
             root,
             ops,
+            n_stores,
             watermarks,
             sink,
             mode,
@@ -557,9 +626,13 @@ impl MicroBatchExecution {
 
         // 6 + 7. state, then the commit log
         let t = Instant::now();
-        let mut state_deltas = Vec::with_capacity(self.ops.len());
+        let mut state_deltas = vec![Vec::new(); self.n_stores];
         for op in &mut self.ops {
-            state_deltas.push(op.commit(&self.ckpt, n + 1)?);
+            for (store, parts) in op.commit(&self.ckpt, n + 1)? {
+                if let Some(slot) = state_deltas.get_mut(store) {
+                    *slot = parts;
+                }
+            }
         }
         let new_wm = self.advance_watermark(&stats);
         self.ckpt.commits().add(
@@ -711,6 +784,9 @@ impl MicroBatchExecution {
                     }
                 }
                 df.lazy()
+            }
+            PhysNode::StaticJoin(input, right, left_on, right_on, how) => {
+                crate::plan::static_join(self.eval(input, inputs, ctx, stats)?, right, left_on, right_on, *how)?
             }
             PhysNode::Stateful(children, op) => {
                 let mut frames = Vec::with_capacity(children.len());

@@ -28,6 +28,7 @@ mod format;
 pub mod functions;
 pub mod interop;
 pub mod interval;
+pub mod join;
 pub mod manifest;
 mod modes;
 pub mod operator;
@@ -45,6 +46,7 @@ pub use dataframe::{
 pub use error::{Result, SluiceError};
 pub use format::FileFormat;
 pub use functions::window;
+pub use join::{interval, JoinType};
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};
 pub use query::StreamingQuery;

@@ -40,13 +40,16 @@ pub trait StatefulOperator: Send {
     /// A description of the state layout, written to `state/<op>/_metadata`; a restart
     /// with a different description fails (the query's stateful operators changed).
     fn state_description(&self) -> serde_json::Value;
+    /// The ids of the state stores this operator owns (folders `state/<id>`): one for an
+    /// aggregation, one per side for a join.
+    fn state_store_ids(&self) -> Vec<usize>;
     /// Loads the state at `version` from the checkpoint.
     fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()>;
     /// Processes one batch: `inputs` has one frame per input of the operator.
     fn process(&mut self, inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame>;
-    /// Writes the state changes of the last `process` as `version`; returns the state
-    /// partitions that got a delta file (recorded in the commit log).
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<usize>>;
+    /// Writes the state changes of the last `process` as `version`; returns, per state
+    /// store id, the partitions that got a delta file (recorded in the commit log).
+    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>>;
     /// Deletes state files not needed to load versions `>= keep_from_version`.
     fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()>;
     /// Whether a no-data batch should run because the watermark moved to

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use crate::aggregate::AggregatePlan;
+use crate::join::{JoinType, StreamingSymmetricHashJoinExec};
 use crate::source::SourceProviderRef;
 use crate::Result;
 
@@ -25,6 +26,17 @@ pub enum LogicalPlan {
     Watermark { input: Arc<LogicalPlan>, column: String, delay_ms: i64 },
     /// `group_by(keys).agg(aggs)`.
     Aggregate { input: Arc<LogicalPlan>, keys: Vec<Expr>, aggs: Vec<Expr> },
+    /// A stream-stream join (`join`).
+    Join {
+        left: Arc<LogicalPlan>,
+        right: Arc<LogicalPlan>,
+        left_on: Vec<Expr>,
+        right_on: Vec<Expr>,
+        how: JoinType,
+        condition: Option<Expr>,
+    },
+    /// A stream-static join (`join_static`): the stream is the left side.
+    StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: JoinType },
 }
 
 impl LogicalPlan {
@@ -32,6 +44,8 @@ impl LogicalPlan {
     pub fn inputs(&self) -> Vec<&Arc<LogicalPlan>> {
         match self {
             LogicalPlan::Source { .. } => vec![],
+            LogicalPlan::Join { left, right, .. } => vec![left, right],
+            LogicalPlan::StaticJoin { input, .. } => vec![input],
             LogicalPlan::Select { input, .. }
             | LogicalPlan::WithColumns { input, .. }
             | LogicalPlan::Filter { input, .. }
@@ -74,6 +88,38 @@ impl LogicalPlan {
             LogicalPlan::Aggregate { input, keys, aggs } => {
                 AggregatePlan::new(input.schema()?.as_ref(), keys, aggs, &input.watermark_columns())?.output_schema
             }
+            LogicalPlan::Join { left, right, how, condition, .. } => {
+                let schema = StreamingSymmetricHashJoinExec::output_schema(left.schema()?.as_ref(), right.schema()?.as_ref(), *how);
+                if let Some(c) = condition {
+                    // type-check the condition against the joined columns
+                    DataFrame::empty_with_schema(&schema).lazy().filter(c.clone()).collect_schema()?;
+                }
+                schema
+            }
+            LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
+                static_join(lazy(input)?, right, left_on, right_on, *how)?.collect_schema()?
+            }
         })
     }
+}
+
+/// The per-batch lazy join of a stream with a static frame (inner or left outer, the
+/// stream on the left; Spark's null keys never match).
+pub fn static_join(stream: LazyFrame, right: &DataFrame, left_on: &[Expr], right_on: &[Expr], how: JoinType) -> Result<LazyFrame> {
+    let polars_how = match how {
+        JoinType::Inner => polars::prelude::JoinType::Inner,
+        JoinType::LeftOuter => polars::prelude::JoinType::Left,
+        other => {
+            return Err(crate::SluiceError::analysis(format!(
+                "a stream-static join supports Inner and LeftOuter with the stream on the left, not {other}: \
+                 a static side cannot be outer-joined because the stream never ends"
+            )))
+        }
+    };
+    Ok(stream.join(
+        right.clone().lazy(),
+        left_on.to_vec(),
+        right_on.to_vec(),
+        JoinArgs::new(polars_how).with_coalesce(JoinCoalesce::KeepColumns),
+    ))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sluice::prelude::*;
-use sluice::StreamingQueryProgress;
+use sluice::{interval, JoinType, StreamingQueryProgress};
 
 /// `--input DIR --output DIR --checkpoint DIR` of every job.
 #[derive(clap::Args, Debug, Clone)]
@@ -107,6 +107,71 @@ pub fn running_counts(edits: StreamingDataFrame) -> StreamingDataFrame {
         .agg([len().alias("edits"), col("added").sum().alias("added")])
 }
 
+/// `ad_id string, impression_time timestamp, campaign string`.
+pub fn impressions_schema() -> Schema {
+    schema(&[("ad_id", DataType::String), ("impression_time", ts()), ("campaign", DataType::String)])
+}
+
+/// `click_ad_id string, click_time timestamp, cost double`.
+pub fn clicks_schema() -> Schema {
+    schema(&[("click_ad_id", DataType::String), ("click_time", ts()), ("cost", DataType::Float64)])
+}
+
+/// The `ad_join` job: impressions joined with their clicks within `max_gap`:
+/// `click_ad_id = ad_id AND click_time >= impression_time AND
+/// click_time <= impression_time + max_gap`.
+pub fn ad_join(
+    impressions: StreamingDataFrame,
+    clicks: StreamingDataFrame,
+    how: JoinType,
+    impression_watermark: &str,
+    click_watermark: &str,
+    max_gap: &str,
+) -> anyhow::Result<StreamingDataFrame> {
+    let impressions = impressions.with_watermark("impression_time", impression_watermark)?;
+    let clicks = clicks.with_watermark("click_time", click_watermark)?;
+    let within = col("click_time")
+        .gt_eq(col("impression_time"))
+        .and(col("click_time").lt_eq(col("impression_time") + interval(max_gap)?));
+    Ok(impressions.join(&clicks, [col("ad_id")], [col("click_ad_id")], how, Some(within)))
+}
+
+/// `time timestamp, channel string, user string, added long`.
+pub fn edits_schema() -> Schema {
+    schema(&[("time", ts()), ("channel", DataType::String), ("user", DataType::String), ("added", DataType::Int64)])
+}
+
+/// `channel string, language string, project string` (with a header line).
+pub fn channels_schema() -> Schema {
+    schema(&[("channel", DataType::String), ("language", DataType::String), ("project", DataType::String)])
+}
+
+/// Reads the static channel table (CSV with a header).
+pub fn read_channels(path: &Path) -> anyhow::Result<DataFrame> {
+    Ok(sluice::sources::FileSource::csv(path).schema(channels_schema()).header(true).read_static()?)
+}
+
+/// The `wiki_languages` job: edits enriched with their channel's language (stream-static
+/// join), then with `window` counted per window and language.
+pub fn wiki_languages(
+    edits: StreamingDataFrame,
+    channels: DataFrame,
+    how: JoinType,
+    window_len: Option<&str>,
+    watermark: &str,
+) -> anyhow::Result<StreamingDataFrame> {
+    let joined = edits
+        .with_watermark("time", watermark)?
+        .join_static(channels, [col("channel")], [col("channel")], how)
+        .select([col("time"), col("channel"), col("user"), col("added"), col("language"), col("project")]);
+    Ok(match window_len {
+        None => joined,
+        Some(w) => joined
+            .group_by([window(col("time"), w, None, None)?, col("language")])
+            .agg([len().alias("edits"), col("added").sum().alias("added")]),
+    })
+}
+
 /// Writes one micro-batch as `<dir>/batch-<id>.jsonl` (atomically: a replayed batch
 /// replaces its file). Timestamps are RFC 3339 UTC; a window is a nested object.
 pub fn write_batch_jsonl(dir: &Path, df: &DataFrame, batch_id: u64) -> sluice::Result<()> {
@@ -116,7 +181,10 @@ pub fn write_batch_jsonl(dir: &Path, df: &DataFrame, batch_id: u64) -> sluice::R
     let batch = utf8_view_to_utf8(&batch)?;
     let mut buf = Vec::new();
     {
-        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        // Nulls written as `null` (Spark's rows carry every column).
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
         w.write(&batch)?;
         w.finish()?;
     }

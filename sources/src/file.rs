@@ -283,6 +283,25 @@ impl FileSource {
     pub fn provider(self) -> Result<FileSourceProvider> {
         FileSourceProvider::new(self.kind, &self.path, self.schema, &self.options)
     }
+    /// Reads everything once into a static frame (Spark's batch `spark.read`), for the
+    /// static side of a stream-static join: `path` is one file, or a directory whose files
+    /// are read in (modification time, path) order (only manifest-listed ones for a file
+    /// sink's folder). Same schema, options and parse modes as the stream.
+    ///
+    /// # Errors
+    /// As [`FileSourceProvider::new`]; [`SluiceError::Io`] naming an unreadable file;
+    /// [`SluiceError::MalformedRecord`] in FAILFAST mode.
+    pub fn read_static(self) -> Result<DataFrame> {
+        let provider = self.provider()?;
+        let cfg = &provider.cfg;
+        let files: Vec<String> = if cfg.dir.is_file() {
+            vec![cfg.dir.to_string_lossy().into_owned()]
+        } else {
+            FileStreamSource::new(cfg.clone()).list()?.into_iter().map(|f| f.path).collect()
+        };
+        let batches = files.iter().map(|f| read_file(cfg, f)).collect::<Result<Vec<_>>>()?;
+        conform(record_batches_to_df(&batches, &cfg.out_schema)?, &cfg.schema)
+    }
     /// A streaming data frame reading this source in `session`.
     ///
     /// # Errors

@@ -1,0 +1,564 @@
+//! Joins: stream-static (a per-batch Polars join) and stream-stream
+//! (`StreamingSymmetricHashJoinExec`, Spark's symmetric hash join).
+//!
+//! ```text
+//! batch rows L, R ──drop late rows (own event time <= watermark for late events)──►
+//! left pass:  L ⋈ state(R) ─► output; L rows above the left state watermark join state(L)
+//! right pass: R ⋈ state(L) ─► output; R rows above the right state watermark join state(R)
+//!             (matched flags of state rows are set as they match)
+//! evict: state rows at or below their side's state watermark leave state; for an outer
+//!        side, those never matched are emitted null-padded
+//! ```
+//! A side's *state watermark* is solved from the join condition, as Spark's
+//! `StreamingJoinHelper.getStateValueWatermark`: each conjunct `a < b` (or `<=`, `>`, `>=`)
+//! whose two sides are `time + constants` is rearranged to bound this side's event time by
+//! the other side's watermark; `<=`/`>=` subtract 1 ms; the smallest bound wins. State
+//! rows whose event time is at or below it can no longer match and are evicted.
+
+use polars::prelude::*;
+use sluice_checkpoint::Checkpoint;
+
+use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{StateStore, DELETED_COLUMN};
+use crate::{Result, SluiceError};
+
+/// How rows of the two sides combine (Spark's join types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum JoinType {
+    /// Matching pairs only.
+    Inner,
+    /// Matching pairs, plus left rows without a match padded with nulls.
+    LeftOuter,
+    /// Matching pairs, plus right rows without a match padded with nulls.
+    RightOuter,
+    /// Matching pairs, plus unmatched rows of both sides padded with nulls.
+    FullOuter,
+    /// Left rows that have a match, each once, left columns only.
+    LeftSemi,
+}
+
+impl std::str::FromStr for JoinType {
+    type Err = SluiceError;
+    /// Spark's names: `inner`, `leftOuter`/`left`, `rightOuter`/`right`,
+    /// `fullOuter`/`full`/`outer`, `leftSemi`/`semi` (any case).
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().replace('_', "").as_str() {
+            "inner" => JoinType::Inner,
+            "left" | "leftouter" => JoinType::LeftOuter,
+            "right" | "rightouter" => JoinType::RightOuter,
+            "full" | "fullouter" | "outer" => JoinType::FullOuter,
+            "leftsemi" | "semi" => JoinType::LeftSemi,
+            _ => {
+                return Err(SluiceError::InvalidArgument(format!(
+                    "unknown join type {s:?}: use inner, leftOuter, rightOuter, fullOuter or leftSemi"
+                )))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for JoinType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinType::Inner => "Inner",
+            JoinType::LeftOuter => "LeftOuter",
+            JoinType::RightOuter => "RightOuter",
+            JoinType::FullOuter => "FullOuter",
+            JoinType::LeftSemi => "LeftSemi",
+        })
+    }
+}
+
+/// A Spark interval (`"1 hour"`) as a Polars duration literal, for join conditions such as
+/// `col("click_time").lt_eq(col("impression_time") + interval("1 hour")?)`.
+///
+/// # Errors
+/// [`SluiceError::InvalidArgument`] for a bad interval.
+pub fn interval(s: &str) -> Result<Expr> {
+    let us = crate::interval::parse_interval_micros(s)?;
+    Ok(lit(us).cast(DataType::Duration(TimeUnit::Microseconds)))
+}
+
+const ROW_ID: &str = "__row_id";
+const MATCHED: &str = "__matched";
+const LROW: &str = "__left_row";
+const RROW: &str = "__right_row";
+const FLAG: &str = "__flag";
+
+#[derive(Debug)]
+enum Term {
+    Column(String, bool),
+    Constant(i64),
+}
+
+/// Evaluates a column-free expression to µs (durations, timestamps, integers as seconds).
+fn constant_micros(e: &Expr) -> Option<i64> {
+    let df = DataFrame::empty().lazy().select([e.clone().alias("c")]).collect().ok()?;
+    let c = df.column("c").ok()?;
+    let us = match c.dtype() {
+        DataType::Duration(_) => c.cast(&DataType::Duration(TimeUnit::Microseconds)).ok()?,
+        DataType::Datetime(_, _) => c.cast(&DataType::Datetime(TimeUnit::Microseconds, None)).ok()?,
+        DataType::Float64 | DataType::Float32 => {
+            // numbers are seconds in Spark's interpretation
+            return c.f64().ok()?.get(0).map(|v| (v * 1e6) as i64);
+        }
+        dt if dt.is_integer() => return c.cast(&DataType::Int64).ok()?.i64().ok()?.get(0).map(|v| v * 1_000_000),
+        _ => return None,
+    };
+    us.cast(&DataType::Int64).ok()?.i64().ok()?.get(0)
+}
+
+fn collect_terms(e: &Expr, negate: bool, out: &mut Vec<Term>) -> Option<()> {
+    // A column-free part is one constant (e.g. `interval("1 hour")`, a cast literal).
+    if polars_plan::utils::expr_to_leaf_column_names(e).is_empty() {
+        let v = constant_micros(e)?;
+        out.push(Term::Constant(if negate { -v } else { v }));
+        return Some(());
+    }
+    match e {
+        Expr::BinaryExpr { left, op: Operator::Plus, right } => {
+            collect_terms(left, negate, out)?;
+            collect_terms(right, negate, out)
+        }
+        Expr::BinaryExpr { left, op: Operator::Minus, right } => {
+            collect_terms(left, negate, out)?;
+            collect_terms(right, !negate, out)
+        }
+        Expr::Cast { expr, .. } | Expr::Alias(expr, _) => collect_terms(expr, negate, out),
+        Expr::Column(name) => {
+            out.push(Term::Column(name.to_string(), negate));
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryExpr { left, op: Operator::And | Operator::LogicalAnd, right } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+/// The state watermark of the side whose columns are `this_cols`, given the other side's
+/// watermark column `other_wm_col` and the event-time watermark `watermark_ms`: Spark's
+/// `getStateValueWatermark`. `None` when the condition bounds nothing.
+pub fn state_value_watermark(
+    condition: Option<&Expr>,
+    this_cols: &[String],
+    other_cols: &[String],
+    other_wm_col: Option<&str>,
+    watermark_ms: i64,
+) -> Option<i64> {
+    let condition = condition?;
+    let other_wm_col = other_wm_col?;
+    let mut parts = Vec::new();
+    conjuncts(condition, &mut parts);
+    // `l < r` solved for this side's time, for each comparison.
+    let solve = |l: &Expr, r: &Expr| -> Option<i64> {
+        let mut terms = Vec::new();
+        collect_terms(l, false, &mut terms)?;
+        collect_terms(r, true, &mut terms)?;
+        let mut this_term = None;
+        let mut sum: i64 = 0;
+        let (mut n_this, mut n_other) = (0, 0);
+        for t in &terms {
+            match t {
+                Term::Column(c, neg) if this_cols.contains(c) => {
+                    n_this += 1;
+                    this_term = Some(*neg);
+                }
+                Term::Column(c, neg) if other_cols.contains(c) && c == other_wm_col => {
+                    n_other += 1;
+                    let v = watermark_ms.checked_mul(1000)?;
+                    sum = sum.checked_add(if *neg { -v } else { v })?;
+                }
+                Term::Column(..) => return None,
+                Term::Constant(v) => sum = sum.checked_add(*v)?,
+            }
+        }
+        // Exactly one term of this side, negated: `other + c - this < 0` => this > other + c.
+        if n_this != 1 || n_other > 1 || this_term != Some(true) {
+            return None;
+        }
+        Some(((sum as f64) / 1000.0) as i64)
+    };
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            Expr::BinaryExpr { left, op, right } => match op {
+                Operator::Lt => solve(left, right),
+                Operator::LtEq => solve(left, right).map(|w| w - 1),
+                Operator::Gt => solve(right, left),
+                Operator::GtEq => solve(right, left).map(|w| w - 1),
+                _ => None,
+            },
+            _ => None,
+        })
+        .min()
+}
+
+/// One side of a stream-stream join.
+pub struct JoinSide {
+    /// Key expressions on this side's columns.
+    pub on: Vec<Expr>,
+    /// The side's input schema.
+    pub schema: SchemaRef,
+    /// The side's watermark column, if any.
+    pub watermark_column: Option<String>,
+    store: StateStore,
+    state: DataFrame,
+    pending: Option<DataFrame>,
+}
+
+impl JoinSide {
+    /// A side with its own state store `store_id`.
+    pub fn new(on: Vec<Expr>, schema: SchemaRef, watermark_column: Option<String>, store_id: usize, partitions: usize) -> Self {
+        let mut state_schema = schema.as_ref().clone();
+        state_schema.with_column(ROW_ID.into(), DataType::UInt64);
+        state_schema.with_column(MATCHED.into(), DataType::Boolean);
+        let store = StateStore {
+            op_id: store_id,
+            partitions,
+            key_columns: vec![ROW_ID.to_string()],
+            schema: Arc::new(state_schema),
+            snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
+        };
+        let state = store.empty();
+        JoinSide { on, schema, watermark_column, store, state, pending: None }
+    }
+    fn columns(&self) -> Vec<String> {
+        self.schema.iter_names().map(|n| n.to_string()).collect()
+    }
+    /// Rows whose watermark column is at or below `wm_ms` (never null).
+    fn at_or_below(&self, df: &DataFrame, wm_ms: i64) -> Result<BooleanChunked> {
+        let Some(c) = &self.watermark_column else {
+            return Ok(BooleanChunked::full("m".into(), false, df.height()));
+        };
+        let t = df
+            .column(c)?
+            .as_materialized_series()
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?
+            .cast(&DataType::Int64)?;
+        Ok(t.i64()?.lt_eq(wm_ms.saturating_mul(1000)).fill_null_with_values(false)?)
+    }
+}
+
+/// The planned shape of a stream-stream join.
+pub struct StreamingJoinPlan {
+    /// Join type.
+    pub how: JoinType,
+    /// Extra condition over the joined columns (after the equi-join).
+    pub condition: Option<Expr>,
+    /// Output schema: left columns, then right columns (right names that collide get the
+    /// suffix `_right`); left columns only for a left semi join.
+    pub output_schema: SchemaRef,
+}
+
+/// Spark's `StreamingSymmetricHashJoinExec` (see the module docs).
+pub struct StreamingSymmetricHashJoinExec {
+    plan: StreamingJoinPlan,
+    left: JoinSide,
+    right: JoinSide,
+    progress: StateOperatorProgress,
+}
+
+fn with_ids(df: &DataFrame, name: &str, batch_id: u64) -> Result<DataFrame> {
+    let base = batch_id << 32;
+    let ids: Vec<u64> = (0..df.height() as u64).map(|i| base | i).collect();
+    let mut out = df.clone();
+    out.with_column(Column::new(name.into(), ids))?;
+    Ok(out)
+}
+
+impl StreamingSymmetricHashJoinExec {
+    /// A join of `left` and `right` with empty state.
+    pub fn new(plan: StreamingJoinPlan, left: JoinSide, right: JoinSide) -> Self {
+        StreamingSymmetricHashJoinExec { plan, left, right, progress: StateOperatorProgress::new("symmetricHashJoin") }
+    }
+
+    /// The output schema of joining `left` and `right` schemas.
+    pub fn output_schema(left: &Schema, right: &Schema, how: JoinType) -> SchemaRef {
+        let mut out = left.clone();
+        if how != JoinType::LeftSemi {
+            for (n, d) in right.iter() {
+                let name = if left.contains(n) { format!("{n}_right") } else { n.to_string() };
+                out.with_column(name.into(), d.clone());
+            }
+        }
+        Arc::new(out)
+    }
+
+    /// Whether this side's state can be evicted (an outer side must be).
+    pub fn side_watermark(&self, left_side: bool, watermark_ms: i64) -> Option<i64> {
+        let (this, other) = if left_side { (&self.left, &self.right) } else { (&self.right, &self.left) };
+        this.watermark_column.as_ref()?;
+        state_value_watermark(
+            self.plan.condition.as_ref(),
+            &this.columns(),
+            &other.columns(),
+            other.watermark_column.as_deref(),
+            watermark_ms,
+        )
+    }
+
+    /// `probe ⋈ build` on the keys and condition: joined rows with both row ids.
+    fn matches(&self, probe: &DataFrame, probe_is_left: bool, build_state: &DataFrame) -> Result<DataFrame> {
+        let (l, r, lon, ron) = if probe_is_left {
+            (probe.clone(), build_state.clone(), &self.left.on, &self.right.on)
+        } else {
+            (build_state.clone(), probe.clone(), &self.left.on, &self.right.on)
+        };
+        let l = l.lazy().rename([ROW_ID], [LROW], true).drop(by_name([MATCHED], false, false));
+        let r = r.lazy().rename([ROW_ID], [RROW], true).drop(by_name([MATCHED], false, false));
+        let mut lf = l.join(r, lon.clone(), ron.clone(), JoinArgs::new(polars::prelude::JoinType::Inner).with_coalesce(JoinCoalesce::KeepColumns));
+        if let Some(c) = &self.plan.condition {
+            lf = lf.filter(c.clone());
+        }
+        Ok(lf.collect()?)
+    }
+
+    fn output_rows(&self, m: &DataFrame) -> Result<DataFrame> {
+        let names: Vec<PlSmallStr> = self.plan.output_schema.iter_names().cloned().collect();
+        if self.plan.how == JoinType::LeftSemi {
+            let dedup = m.clone().lazy().unique_stable(Some(by_name([LROW], true, false)), UniqueKeepStrategy::First);
+            return Ok(dedup.select(names.iter().map(|n| col(n.clone())).collect::<Vec<_>>()).collect()?);
+        }
+        Ok(m.select(names)?)
+    }
+
+    fn null_padded(&self, rows: &DataFrame, left_side: bool) -> Result<DataFrame> {
+        let exprs: Vec<Expr> = self
+            .plan
+            .output_schema
+            .iter()
+            .enumerate()
+            .map(|(i, (n, d))| {
+                let from_this = if left_side { i < self.left.schema.len() } else { i >= self.left.schema.len() };
+                if from_this {
+                    let src = if left_side { n.to_string() } else { self.right.schema.get_at_index(i - self.left.schema.len()).map(|(s, _)| s.to_string()).unwrap_or_default() };
+                    col(src.as_str()).alias(n.clone())
+                } else {
+                    lit(NULL).cast(d.clone()).alias(n.clone())
+                }
+            })
+            .collect();
+        Ok(rows.clone().lazy().select(exprs).collect()?)
+    }
+}
+
+/// Sets `__matched` for state rows whose id is in `ids`; returns (new state, changed rows).
+fn mark_matched(state: &DataFrame, ids: &Series) -> Result<(DataFrame, DataFrame)> {
+    if ids.is_empty() || state.height() == 0 {
+        return Ok((state.clone(), state.clear()));
+    }
+    let hits = DataFrame::new(ids.len(), vec![Column::from(ids.clone().with_name(ROW_ID.into()))])?
+        .lazy()
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(lit(true).alias(FLAG));
+    let joined = state
+        .clone()
+        .lazy()
+        .join(hits, [col(ROW_ID)], [col(ROW_ID)], JoinArgs::new(polars::prelude::JoinType::Left))
+        .collect()?;
+    let flag = joined.column(FLAG)?.bool()?.fill_null_with_values(false)?;
+    let was = joined.column(MATCHED)?.bool()?.clone();
+    let changed_mask = &flag & &!&was;
+    let now = &was | &flag;
+    let mut out = joined.drop(FLAG)?;
+    out.with_column(Column::from(now.into_series().with_name(MATCHED.into())))?;
+    let changed = out.filter(&changed_mask)?;
+    Ok((out, changed))
+}
+
+impl StatefulOperator for StreamingSymmetricHashJoinExec {
+    fn name(&self) -> &'static str {
+        "StreamingSymmetricHashJoinExec"
+    }
+
+    fn state_description(&self) -> serde_json::Value {
+        serde_json::json!({
+            "operator": self.name(),
+            "how": self.plan.how,
+            "left": self.left.columns(),
+            "right": self.right.columns(),
+        })
+    }
+
+    fn state_store_ids(&self) -> Vec<usize> {
+        vec![self.left.store.op_id, self.right.store.op_id]
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
+        self.left.state = self.left.store.load(ckpt, version)?;
+        self.right.state = self.right.store.load(ckpt, version)?;
+        Ok(())
+    }
+
+    fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
+        let r_in = inputs.pop().ok_or_else(|| SluiceError::Internal("join without right input".into()))?;
+        let l_in = inputs.pop().ok_or_else(|| SluiceError::Internal("join without left input".into()))?;
+        // 1. Late rows: own event time at or below the watermark for late events.
+        let mut dropped = [0u64; 2];
+        let (mut l_new, mut r_new) = (l_in, r_in);
+        if let Some(wm) = ctx.watermark_for_late_events_ms {
+            let late = self.left.at_or_below(&l_new, wm)?;
+            dropped[0] = late.sum().unwrap_or(0) as u64;
+            l_new = l_new.filter(&!&late)?;
+            let late = self.right.at_or_below(&r_new, wm)?;
+            dropped[1] = late.sum().unwrap_or(0) as u64;
+            r_new = r_new.filter(&!&late)?;
+        }
+        let l_new = with_ids(&l_new, ROW_ID, ctx.batch_id)?;
+        let r_new = with_ids(&r_new, ROW_ID, ctx.batch_id)?;
+        let evict_wm = ctx.watermark_for_eviction_ms;
+        let wl = evict_wm.and_then(|w| self.side_watermark(true, w));
+        let wr = evict_wm.and_then(|w| self.side_watermark(false, w));
+        let semi = self.plan.how == JoinType::LeftSemi;
+
+        // 2. Left pass: new left rows against the right state.
+        let mut right_state = self.right.state.clone();
+        let m1 = self.matches(&l_new, true, &right_state)?;
+        let mut outputs = vec![self.output_rows(&m1)?];
+        let (rs, r_changed) = mark_matched(&right_state, m1.column(RROW)?.as_materialized_series())?;
+        right_state = rs;
+        let matched_l: Series = m1.column(LROW)?.as_materialized_series().clone();
+        let mut l_added = mark_new(&l_new, &matched_l)?;
+        if semi {
+            // A left row that matched is emitted now and never buffered.
+            l_added = l_added.filter(&!l_added.column(MATCHED)?.bool()?.clone())?;
+        }
+        if let Some(w) = wl {
+            let expired = self.left.at_or_below(&l_added, w)?;
+            l_added = l_added.filter(&!&expired)?;
+        }
+        let mut left_state = self.left.state.clone();
+        left_state.vstack_mut_owned(l_added.clone())?;
+
+        // 3. Right pass: new right rows against the left state (now with this batch's rows).
+        let probe_state = if semi {
+            left_state.filter(&!left_state.column(MATCHED)?.bool()?.clone())?
+        } else {
+            left_state.clone()
+        };
+        let m2 = self.matches(&r_new, false, &probe_state)?;
+        outputs.push(self.output_rows(&m2)?);
+        let (ls, l_changed) = mark_matched(&left_state, m2.column(LROW)?.as_materialized_series())?;
+        left_state = ls;
+        let mut r_added = mark_new(&r_new, m2.column(RROW)?.as_materialized_series())?;
+        if let Some(w) = wr {
+            let expired = self.right.at_or_below(&r_added, w)?;
+            r_added = r_added.filter(&!&expired)?;
+        }
+        right_state.vstack_mut_owned(r_added.clone())?;
+
+        // 4. Eviction; unmatched rows of an outer side are emitted null-padded.
+        let mut evicted = [self.left.store.empty(), self.right.store.empty()];
+        if let Some(w) = wl {
+            let m = self.left.at_or_below(&left_state, w)?;
+            evicted[0] = left_state.filter(&m)?;
+            left_state = left_state.filter(&!&m)?;
+        }
+        if let Some(w) = wr {
+            let m = self.right.at_or_below(&right_state, w)?;
+            evicted[1] = right_state.filter(&m)?;
+            right_state = right_state.filter(&!&m)?;
+        }
+        for (i, left_side) in [(0usize, true), (1, false)] {
+            let outer = match self.plan.how {
+                JoinType::LeftOuter => left_side,
+                JoinType::RightOuter => !left_side,
+                JoinType::FullOuter => true,
+                _ => false,
+            };
+            if outer && evicted[i].height() > 0 {
+                let unmatched = evicted[i].filter(&!evicted[i].column(MATCHED)?.bool()?.clone())?;
+                outputs.push(self.null_padded(&unmatched, left_side)?);
+            }
+        }
+
+        // 5. Deltas: rows added or re-flagged and still in state, then evicted ids.
+        let delta = |side: &JoinSide, added: &DataFrame, changed: &DataFrame, evicted: &DataFrame, state: &DataFrame| -> Result<DataFrame> {
+            let keep_ids = state.select([ROW_ID])?;
+            let upserts = concat([added.clone().lazy(), changed.clone().lazy()], UnionArgs::default())?
+                .join(keep_ids.lazy(), [col(ROW_ID)], [col(ROW_ID)], JoinArgs::new(polars::prelude::JoinType::Semi))
+                .unique_stable(Some(by_name([ROW_ID], true, false)), UniqueKeepStrategy::Last)
+                .with_column(lit(false).alias(DELETED_COLUMN));
+            let removed = evicted.clone().lazy().with_column(lit(true).alias(DELETED_COLUMN));
+            let names: Vec<Expr> = side.store.schema.iter_names().map(|n| col(n.clone())).chain([col(DELETED_COLUMN)]).collect();
+            Ok(concat([upserts.select(names.clone()), removed.select(names)], UnionArgs::default())?.collect()?)
+        };
+        let dl = delta(&self.left, &l_added, &l_changed, &evicted[0], &left_state)?;
+        let dr = delta(&self.right, &r_added, &r_changed, &evicted[1], &right_state)?;
+
+        let p = &mut self.progress;
+        p.num_rows_total = (left_state.height() + right_state.height()) as u64;
+        p.num_rows_updated = (l_added.height() + r_added.height()) as u64;
+        p.num_rows_removed = (evicted[0].height() + evicted[1].height()) as u64;
+        p.num_rows_dropped_by_watermark = dropped[0] + dropped[1];
+        p.memory_used_bytes = (left_state.estimated_size() + right_state.estimated_size()) as u64;
+        p.custom_metrics = [
+            ("leftStateRows", left_state.height() as i64),
+            ("rightStateRows", right_state.height() as i64),
+            ("leftRowsEvicted", evicted[0].height() as i64),
+            ("rightRowsEvicted", evicted[1].height() as i64),
+            ("leftRowsDroppedByWatermark", dropped[0] as i64),
+            ("rightRowsDroppedByWatermark", dropped[1] as i64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        self.left.state = left_state;
+        self.right.state = right_state;
+        self.left.pending = Some(dl);
+        self.right.pending = Some(dr);
+
+        let mut out = self.output_rows_schema_empty()?;
+        for o in outputs {
+            if o.height() > 0 {
+                out.vstack_mut_owned(o)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
+        let mut out = Vec::new();
+        for side in [&mut self.left, &mut self.right] {
+            let delta = side.pending.take().unwrap_or_else(|| side.store.empty());
+            out.push((side.store.op_id, side.store.commit(ckpt, version, &delta, &side.state)?));
+        }
+        self.progress.num_state_partitions = self.left.store.partitions as u64;
+        Ok(out)
+    }
+
+    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
+        self.left.store.purge(ckpt, keep_from_version)?;
+        self.right.store.purge(ckpt, keep_from_version)
+    }
+
+    fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
+        let cleans = self.side_watermark(true, new_watermark_ms).is_some() || self.side_watermark(false, new_watermark_ms).is_some();
+        cleans && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.progress.clone()
+    }
+}
+
+impl StreamingSymmetricHashJoinExec {
+    fn output_rows_schema_empty(&self) -> Result<DataFrame> {
+        Ok(DataFrame::empty_with_schema(&self.plan.output_schema))
+    }
+}
+
+/// New rows of a side with `__matched` set for those whose id is in `matched`.
+fn mark_new(rows: &DataFrame, matched: &Series) -> Result<DataFrame> {
+    let mut with = rows.clone();
+    with.with_column(Column::new_scalar(MATCHED.into(), Scalar::from(false), rows.height()))?;
+    Ok(mark_matched(&with, matched)?.0)
+}
