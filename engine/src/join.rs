@@ -483,9 +483,16 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         // 5. Deltas: rows added or re-flagged and still in state, then evicted ids.
         let delta = |side: &JoinSide, added: &DataFrame, changed: &DataFrame, evicted: &DataFrame, state: &DataFrame| -> Result<DataFrame> {
             let keep_ids = state.select([ROW_ID])?;
-            let upserts = concat([added.clone().lazy(), changed.clone().lazy()], UnionArgs::default())?
+            // A row both added and re-flagged in this batch: the re-flagged copy wins.
+            // (Set logic, not row order: joins do not keep order.)
+            let added_only = added.clone().lazy().join(
+                changed.clone().lazy().select([col(ROW_ID)]),
+                [col(ROW_ID)],
+                [col(ROW_ID)],
+                JoinArgs::new(polars::prelude::JoinType::Anti),
+            );
+            let upserts = concat([changed.clone().lazy(), added_only], UnionArgs::default())?
                 .join(keep_ids.lazy(), [col(ROW_ID)], [col(ROW_ID)], JoinArgs::new(polars::prelude::JoinType::Semi))
-                .unique_stable(Some(by_name([ROW_ID], true, false)), UniqueKeepStrategy::Last)
                 .with_column(lit(false).alias(DELETED_COLUMN));
             let removed = evicted.clone().lazy().with_column(lit(true).alias(DELETED_COLUMN));
             let names: Vec<Expr> = side.store.schema.iter_names().map(|n| col(n.clone())).chain([col(DELETED_COLUMN)]).collect();

@@ -89,12 +89,13 @@ impl LogicalPlan {
                 AggregatePlan::new(input.schema()?.as_ref(), keys, aggs, &input.watermark_columns())?.output_schema
             }
             LogicalPlan::Join { left, right, how, condition, .. } => {
-                let schema = StreamingSymmetricHashJoinExec::output_schema(left.schema()?.as_ref(), right.schema()?.as_ref(), *how);
+                let (ls, rs) = (left.schema()?, right.schema()?);
                 if let Some(c) = condition {
-                    // type-check the condition against the joined columns
-                    DataFrame::empty_with_schema(&schema).lazy().filter(c.clone()).collect_schema()?;
+                    // type-check the condition against all joined columns (also for semi joins)
+                    let joined = StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, JoinType::Inner);
+                    DataFrame::empty_with_schema(&joined).lazy().filter(c.clone()).collect_schema()?;
                 }
-                schema
+                StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, *how)
             }
             LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
                 static_join(lazy(input)?, right, left_on, right_on, *how)?.collect_schema()?
