@@ -280,3 +280,38 @@ fn join_types_on_a_small_example() {
     assert_eq!(run(JoinType::FullOuter), vec!["\"a\"|\"a\"", "\"b\"|null", "\"c\"|null", "null|\"b\"", "null|\"z\""]);
     assert_eq!(run(JoinType::LeftSemi), vec!["\"a\"|-"]);
 }
+
+/// Two watermarks combine with the `min` policy by default, `max` when configured
+/// (Spark's `spark.sql.streaming.multipleWatermarkPolicy`).
+#[test]
+fn multiple_watermarks_combine_with_min_or_max() {
+    let run = |policy: Option<&str>| -> String {
+        let session = Session::new();
+        if let Some(p) = policy {
+            session.set_conf("sluice.multipleWatermarkPolicy", p);
+        }
+        let imp = MemoryStream::new(Arc::new(common::impressions_schema()));
+        let clk = MemoryStream::new(Arc::new(common::clicks_schema()));
+        let joined = common::ad_join(imp.to_df(&session), clk.to_df(&session), JoinType::Inner, "2 hours", "3 hours", "1 hour").unwrap();
+        let q = joined.write_stream().progress(ProgressDisplay::Off).sink(Box::new(MemoryTable::new().sink())).start().unwrap();
+        imp.add_data(frame(vec![
+            Column::new("ad_id".into(), vec!["a"]),
+            ts_col("impression_time", vec![10 * 3600]),
+            Column::new("campaign".into(), vec!["k"]),
+        ]))
+        .unwrap();
+        clk.add_data(frame(vec![
+            Column::new("click_ad_id".into(), vec!["a"]),
+            ts_col("click_time", vec![10 * 3600]),
+            Column::new("cost".into(), vec![1.0]),
+        ]))
+        .unwrap();
+        q.process_all_available().unwrap();
+        let wm = q.last_progress().unwrap().event_time["watermark"].clone();
+        q.stop().unwrap();
+        wm
+    };
+    // Events at 18:00; impressions lag 2 hours, clicks 3 hours.
+    assert_eq!(run(None), "2024-03-01T15:00:00.000Z", "min policy");
+    assert_eq!(run(Some("max")), "2024-03-01T16:00:00.000Z", "max policy");
+}
