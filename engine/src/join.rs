@@ -431,10 +431,8 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
             // A left row that matched is emitted now and never buffered.
             l_added = l_added.filter(&!l_added.column(MATCHED)?.bool()?.clone())?;
         }
-        if let Some(w) = wl {
-            let expired = self.left.at_or_below(&l_added, w)?;
-            l_added = l_added.filter(&!&expired)?;
-        }
+        // Every left row enters state, even one evicted later in this batch: it has not yet
+        // met this batch's right rows (Spark 3.5).
         let mut left_state = self.left.state.clone();
         left_state.vstack_mut_owned(l_added.clone())?;
 
@@ -450,8 +448,15 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         left_state = ls;
         let mut r_added = mark_new(&r_new, m2.column(RROW)?.as_materialized_series())?;
         if let Some(w) = wr {
+            // A right row already past its state watermark is kept only to be emitted as
+            // unmatched by a right or full outer join in this batch's eviction (Spark 3.5).
             let expired = self.right.at_or_below(&r_added, w)?;
-            r_added = r_added.filter(&!&expired)?;
+            let keep = if matches!(self.plan.how, JoinType::RightOuter | JoinType::FullOuter) {
+                &!&expired | &!r_added.column(MATCHED)?.bool()?.clone()
+            } else {
+                !&expired
+            };
+            r_added = r_added.filter(&keep)?;
         }
         right_state.vstack_mut_owned(r_added.clone())?;
 

@@ -20,6 +20,16 @@ elif job == "wiki_edits":
 elif job == "running_counts":
     df = spark.readStream.schema("time timestamp, channel string, added long").option("maxFilesPerTrigger", 1).json(inp)
     res = df.groupBy("channel").agg(F.count("*").alias("edits"), F.sum("added").alias("added"))
+if job == "ad_join":
+    imp = spark.readStream.schema("ad_id string, impression_time timestamp, campaign string").option("maxFilesPerTrigger", 1).json(inp + "/impressions").withWatermark("impression_time", params.get("impression_watermark", "2 hours"))
+    clk = spark.readStream.schema("click_ad_id string, click_time timestamp, cost double").option("maxFilesPerTrigger", 1).json(inp + "/clicks").withWatermark("click_time", params.get("click_watermark", "3 hours"))
+    gap = params.get("max_gap", "1 hour")
+    res = imp.join(clk, F.expr(f"click_ad_id = ad_id AND click_time >= impression_time AND click_time <= impression_time + interval {gap}"), params["how"])
+if job == "wiki_languages":
+    ed = spark.readStream.schema("time timestamp, channel string, user string, added long").option("maxFilesPerTrigger", 1).json(inp + "/edits").withWatermark("time", params["watermark"])
+    ch = spark.read.option("header", True).schema("channel string, language string, project string").csv(inp + "/channels.csv")
+    j = ed.join(ch, "channel", params["how"])
+    res = j.groupBy(F.window("time", params["window"]), "language").agg(F.count("*").alias("edits"), F.sum("added").alias("added")) if params.get("window") else j
 rows = []
 def fe(b, bid):
     for r in b.collect():
@@ -28,6 +38,8 @@ def fe(b, bid):
         for k, v in d.items():
             if isinstance(v, dict):
                 o[k + "_start"] = v["start"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"); o[k + "_end"] = v["end"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            elif hasattr(v, "strftime"):
+                o[k] = v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             else:
                 o[k] = v
         rows.append(o)
