@@ -60,11 +60,14 @@ pub mod prelude {
         Trigger,
     };
 
+    pub use sluice_sources::{from_json, to_json};
+
     pub use crate::Session;
 }
 
 /// A [`sluice_engine::Session`] with the built-in formats registered: sources `json`,
-/// `csv`, `parquet`; sinks `parquet`, `json`, `csv`, `console`, `memory`.
+/// `csv`, `parquet`, `rate`, `socket` and (cargo feature `kafka`, on by default) `kafka`;
+/// sinks `parquet`, `json`, `csv`, `console`, `memory` and `kafka`.
 ///
 /// Dereferences to the engine's session (`read_stream`, `set_conf`, ...).
 #[derive(Clone)]
@@ -110,6 +113,13 @@ impl Session {
         inner.register_source_format("json", Arc::new(sluice_sources::FileSourceFormat::json()));
         inner.register_source_format("csv", Arc::new(sluice_sources::FileSourceFormat::csv()));
         inner.register_source_format("parquet", Arc::new(sluice_sources::FileSourceFormat::parquet()));
+        inner.register_source_format("rate", Arc::new(sluice_sources::RateSourceFormat));
+        inner.register_source_format("socket", Arc::new(sluice_sources::SocketSourceFormat));
+        #[cfg(feature = "kafka")]
+        {
+            inner.register_source_format("kafka", Arc::new(sluice_sources::KafkaSourceFormat));
+            inner.register_sink("kafka", Arc::new(sluice_sinks::KafkaSinkProvider));
+        }
         for format in [sinks::FileFormat::Parquet, sinks::FileFormat::Json, sinks::FileFormat::Csv] {
             inner.register_sink(format.name(), Arc::new(sinks::FileSinkProvider::new(format)));
         }
