@@ -29,17 +29,19 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice::prelude::*;
 use sluice::{JoinType, StreamingQueryProgress};
+use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, SinkLog};
 
 const FILES: usize = 20;
 const CAMPAIGNS: u64 = 50;
@@ -112,14 +114,6 @@ fn rfc3339(ms: i64) -> anyhow::Result<String> {
     Ok(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-fn set_mtimes_in_order(paths: &[PathBuf]) -> anyhow::Result<()> {
-    for (i, p) in paths.iter().enumerate() {
-        let f = std::fs::File::options().write(true).open(p)?;
-        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i as u64))?;
-    }
-    Ok(())
-}
-
 /// `dir/impressions/part-NNNNN.json` and `dir/clicks/part-NNNNN.json`, `FILES` each.
 fn write_json_files(dir: &Path, d: &Data) -> anyhow::Result<()> {
     let (imp_dir, click_dir) = (dir.join("impressions"), dir.join("clicks"));
@@ -157,8 +151,8 @@ fn write_json_files(dir: &Path, d: &Data) -> anyhow::Result<()> {
         w.flush()?;
         click_paths.push(path);
     }
-    set_mtimes_in_order(&imp_paths)?;
-    set_mtimes_in_order(&click_paths)
+    common::set_mtimes_in_order(&imp_paths)?;
+    common::set_mtimes_in_order(&click_paths)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -179,15 +173,6 @@ struct Measure {
     spark: Vec<serde_json::Value>,
 }
 
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = v.to_vec();
-    s.sort();
-    s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
-}
-
 /// Max numRowsTotal, max memoryUsedBytes, and bytes per row at the peak of the bytes.
 fn state_peak(progress: &[StreamingQueryProgress]) -> (u64, u64, f64) {
     let ops: Vec<_> = progress.iter().filter_map(|p| p.state_operators.first()).collect();
@@ -199,41 +184,6 @@ fn state_peak(progress: &[StreamingQueryProgress]) -> (u64, u64, f64) {
         .max_by_key(|s| s.memory_used_bytes)
         .map_or(0.0, |s| s.memory_used_bytes as f64 / s.num_rows_total as f64);
     (rows, bytes, per_row)
-}
-
-fn phases(progress: &[StreamingQueryProgress]) -> BTreeMap<String, f64> {
-    let data: Vec<_> = progress.iter().filter(|p| p.num_input_rows > 0).collect();
-    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-    for p in &data {
-        for (k, v) in &p.duration_ms {
-            *sums.entry(k.clone()).or_default() += *v as f64;
-        }
-    }
-    sums.values_mut().for_each(|v| *v /= data.len().max(1) as f64);
-    sums
-}
-
-/// Sink call instants by batch id, and output rows.
-#[derive(Clone, Default)]
-struct SinkLog {
-    calls: Arc<Mutex<Vec<(u64, Instant)>>>,
-    out_rows: Arc<AtomicU64>,
-}
-
-impl SinkLog {
-    fn record(&self, batch: &DataFrame, id: u64) {
-        self.calls.lock().expect("sink log").push((id, Instant::now()));
-        self.out_rows.fetch_add(batch.height() as u64, Ordering::Relaxed);
-    }
-    /// Latency of each batch `b >= 1` that read data: sink(b) - sink(b - 1).
-    fn latencies(&self, progress: &[StreamingQueryProgress]) -> Vec<Duration> {
-        let calls: BTreeMap<u64, Instant> = self.calls.lock().expect("sink log").iter().copied().collect();
-        progress
-            .iter()
-            .filter(|p| p.num_input_rows > 0 && p.batch_id > 0)
-            .filter_map(|p| Some(*calls.get(&p.batch_id)? - *calls.get(&(p.batch_id - 1))?))
-            .collect()
-    }
 }
 
 /// One run of the query over `input/impressions` and `input/clicks`.
@@ -280,15 +230,6 @@ fn run(how: JoinType, input: &Path, work: &Path) -> anyhow::Result<Measure> {
 // ---------------------------------------------------------------------------------------
 // PySpark
 
-fn pyspark_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import pyspark"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Runs the PySpark script on the same files; one JSON value per run.
 fn run_pyspark(input: &Path, runs: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyspark_ad_join.py");
@@ -300,19 +241,7 @@ fn run_pyspark(input: &Path, runs: &str) -> anyhow::Result<Vec<serde_json::Value
         .arg(runs)
         .output()
         .context("running python3")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "{} failed ({}):\n{stdout}\n{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    python_results(&script, &out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,19 +252,6 @@ fn fmt_rate(r: f64) -> String {
     } else {
         format!("{:.1} k", r / 1e3)
     }
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {

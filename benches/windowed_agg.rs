@@ -24,18 +24,21 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice::checkpoint::Checkpoint;
 use sluice::prelude::*;
 use sluice::StreamingQueryProgress;
+use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, SinkLog};
 
 const SENSORS: usize = 1000;
 const FILES: usize = 20;
@@ -89,14 +92,6 @@ fn sensor_names() -> Vec<String> {
     (0..SENSORS).map(|i| format!("s{i:04}")).collect()
 }
 
-fn set_mtimes_in_order(paths: &[PathBuf]) -> anyhow::Result<()> {
-    for (i, p) in paths.iter().enumerate() {
-        let f = std::fs::File::options().write(true).open(p)?;
-        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i as u64))?;
-    }
-    Ok(())
-}
-
 fn write_json_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let per_file = rows.sensor.len().div_ceil(FILES);
@@ -116,7 +111,7 @@ fn write_json_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Result
         w.flush()?;
         paths.push(path);
     }
-    set_mtimes_in_order(&paths)
+    common::set_mtimes_in_order(&paths)
 }
 
 fn write_parquet_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Result<()> {
@@ -150,7 +145,7 @@ fn write_parquet_files(dir: &Path, rows: &Rows, names: &[String]) -> anyhow::Res
         w.close()?;
         paths.push(path);
     }
-    set_mtimes_in_order(&paths)
+    common::set_mtimes_in_order(&paths)
 }
 
 /// Rows `start..end` as a frame of the sensor schema.
@@ -184,15 +179,6 @@ struct Measure {
     spark: Option<(String, String)>,
 }
 
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = v.to_vec();
-    s.sort();
-    s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
-}
-
 fn state_peak(progress: &[StreamingQueryProgress]) -> (f64, u64) {
     progress
         .iter()
@@ -200,41 +186,6 @@ fn state_peak(progress: &[StreamingQueryProgress]) -> (f64, u64) {
         .filter(|s| s.num_rows_total > 0)
         .max_by_key(|s| s.memory_used_bytes)
         .map_or((0.0, 0), |s| (s.memory_used_bytes as f64 / s.num_rows_total as f64, s.num_rows_total))
-}
-
-fn phases(progress: &[StreamingQueryProgress]) -> BTreeMap<String, f64> {
-    let data: Vec<_> = progress.iter().filter(|p| p.num_input_rows > 0).collect();
-    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-    for p in &data {
-        for (k, v) in &p.duration_ms {
-            *sums.entry(k.clone()).or_default() += *v as f64;
-        }
-    }
-    sums.values_mut().for_each(|v| *v /= data.len().max(1) as f64);
-    sums
-}
-
-/// Sink call instants by batch id, and output rows.
-#[derive(Clone, Default)]
-struct SinkLog {
-    calls: Arc<Mutex<Vec<(u64, Instant)>>>,
-    out_rows: Arc<AtomicU64>,
-}
-
-impl SinkLog {
-    fn record(&self, batch: &DataFrame, id: u64) {
-        self.calls.lock().expect("sink log").push((id, Instant::now()));
-        self.out_rows.fetch_add(batch.height() as u64, Ordering::Relaxed);
-    }
-    /// Latency of each batch `b >= 1` that read data: sink(b) - sink(b - 1).
-    fn latencies(&self, progress: &[StreamingQueryProgress]) -> Vec<Duration> {
-        let calls: BTreeMap<u64, Instant> = self.calls.lock().expect("sink log").iter().copied().collect();
-        progress
-            .iter()
-            .filter(|p| p.num_input_rows > 0 && p.batch_id > 0)
-            .filter_map(|p| Some(*calls.get(&p.batch_id)? - *calls.get(&(p.batch_id - 1))?))
-            .collect()
-    }
 }
 
 /// Case 1: the file source over `dir`, AvailableNow, one file per batch.
@@ -388,15 +339,6 @@ fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow:
 // ---------------------------------------------------------------------------------------
 // PySpark
 
-fn pyspark_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import pyspark"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Runs the PySpark script on the same files; one JSON value per run.
 fn run_pyspark(json_dir: &Path, parquet_dir: &Path, partitions: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyspark_windowed_agg.py");
@@ -410,19 +352,7 @@ fn run_pyspark(json_dir: &Path, parquet_dir: &Path, partitions: &str) -> anyhow:
         .arg(partitions)
         .output()
         .context("running python3")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "{} failed ({}):\n{stdout}\n{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    python_results(&script, &out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -433,19 +363,6 @@ fn fmt_rate(r: f64) -> String {
     } else {
         format!("{:.0} k", r / 1e3)
     }
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {

@@ -73,9 +73,7 @@ fn generate(dir: &Path, files: usize) -> anyhow::Result<()> {
     for sub in [&imp_dir, &click_dir] {
         let mut names: Vec<_> = std::fs::read_dir(sub)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         names.sort();
-        for (i, p) in names.iter().enumerate() {
-            std::fs::File::options().write(true).open(p)?.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64))?;
-        }
+        common::set_mtimes_in_order(&names)?;
     }
     Ok(())
 }

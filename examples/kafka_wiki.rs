@@ -21,7 +21,7 @@
 //! batch by batch (`tests/kafka.rs` checks it with the oracle's `compare.py`).
 
 #[path = "common/mod.rs"]
-mod common;
+pub(crate) mod common;
 
 use std::io::BufRead;
 use std::path::PathBuf;

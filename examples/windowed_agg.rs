@@ -49,13 +49,13 @@ fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
         ("a", "2024-01-01T00:31:00Z", 5.0),
         ("a", "2024-01-01T00:02:00Z", 6.0),
     ];
+    let mut paths = Vec::new();
     for (i, (s, t, v)) in rows.iter().enumerate() {
         let path = dir.join(format!("part-{i:05}.json"));
         std::fs::write(&path, format!("{{\"sensor\": \"{s}\", \"ts\": \"{t}\", \"v\": {v}}}\n"))?;
-        let f = std::fs::File::options().write(true).open(&path)?;
-        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64))?;
+        paths.push(path);
     }
-    Ok(())
+    common::set_mtimes_in_order(&paths)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -51,20 +51,6 @@ fn spawn_child(input: &Path, out: &Path, ck: &Path) -> Child {
         .unwrap()
 }
 
-fn sorted_output(out: &Path) -> DataFrame {
-    sluice::sinks::read_output(out)
-        .unwrap()
-        .lazy()
-        .with_columns([
-            col("window").struct_().field_by_name("start").alias("window_start"),
-            col("window").struct_().field_by_name("end").alias("window_end"),
-        ])
-        .drop(by_name(["window"], true, false))
-        .sort(["window_start", "channel"], Default::default())
-        .collect()
-        .unwrap()
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let work = tempfile::tempdir().unwrap();
@@ -78,7 +64,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let status = spawn_child(&input, &ref_out, &ref_ck).wait().unwrap();
     assert!(status.success(), "the uninterrupted child run failed");
     let full_run = started.elapsed();
-    let expected = sorted_output(&ref_out);
+    let expected = common::sorted_window_output(&ref_out).unwrap();
     assert!(expected.height() > 3000, "{} rows", expected.height());
 
     // Kill at random moments until at least 20 kills, then let it finish.
@@ -110,7 +96,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             break;
         }
     }
-    let got = sorted_output(&out);
+    let got = common::sorted_window_output(&out).unwrap();
     assert_eq!(got.height(), expected.height(), "rows after {kills} kills");
     assert!(got.equals_missing(&expected), "output after {kills} SIGKILLs differs from the uninterrupted run");
 

@@ -13,27 +13,11 @@ use sluice::sinks::MemoryTable;
 use sluice::sources::MemoryStream;
 use sluice::{JoinType, SluiceError};
 
-fn copy_ordered(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    for (i, n) in names.iter().enumerate() {
-        let (f, d) = (from.join(n), to.join(n));
-        if f.is_dir() {
-            copy_ordered(&f, &d);
-            continue;
-        }
-        std::fs::copy(&f, &d).unwrap();
-        let file = std::fs::File::options().write(true).open(&d).unwrap();
-        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64)).unwrap();
-    }
-}
-
 /// Runs p08's input as a left outer ad join; the sink fails once at batch `fail_at`.
 fn run_join_failing_at(fail_at: Option<u64>, how: JoinType) -> BTreeMap<u64, String> {
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
-    copy_ordered(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases/p08_ad_join_left_outer/input"), &input);
+    common::copy_ordered(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases/p08_ad_join_left_outer/input"), &input).unwrap();
     let (out, ck) = (work.path().join("out"), work.path().join("ck"));
     let session = Session::new();
     let build = || {

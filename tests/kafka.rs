@@ -685,20 +685,6 @@ fn spawn_child(servers: &str, topic: &str, out: &Path, ck: &Path) -> Child {
         .unwrap()
 }
 
-fn sorted_output(out: &Path) -> DataFrame {
-    sluice::sinks::read_output(out)
-        .unwrap()
-        .lazy()
-        .with_columns([
-            col("window").struct_().field_by_name("start").alias("window_start"),
-            col("window").struct_().field_by_name("end").alias("window_end"),
-        ])
-        .drop(by_name(["window"], true, false))
-        .sort(["window_start", "channel"], Default::default())
-        .collect()
-        .unwrap()
-}
-
 #[test]
 fn kafka_wiki_survives_sigkill_at_random_moments() {
     let k = Kafka::new();
@@ -713,7 +699,7 @@ fn kafka_wiki_survives_sigkill_at_random_moments() {
     let status = spawn_child(&k.servers, "windows-ref", &ref_out, &ref_ck).wait().unwrap();
     assert!(status.success(), "the uninterrupted child run failed");
     let full_run = started.elapsed();
-    let expected = sorted_output(&ref_out);
+    let expected = kafka_wiki::common::sorted_window_output(&ref_out).unwrap();
     assert!(expected.height() > 1000, "{} rows", expected.height());
 
     // Kill at random moments until at least 10 kills, then let it finish. Each kill
@@ -754,7 +740,7 @@ fn kafka_wiki_survives_sigkill_at_random_moments() {
         }
     }
     eprintln!("kafka_wiki: {kills} SIGKILLs in {runs} runs (an uninterrupted run takes {} ms)", full_run.as_millis());
-    let got = sorted_output(&out);
+    let got = kafka_wiki::common::sorted_window_output(&out).unwrap();
     assert_eq!(got.height(), expected.height(), "rows after {kills} kills");
     assert!(got.equals_missing(&expected), "output after {kills} SIGKILLs differs from the uninterrupted run");
     let entries = sluice::sinks::read_manifest(&out).unwrap();

@@ -16,23 +16,6 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases")
 }
 
-/// Copies `from` to `to` with modification times in name order (Git keeps none).
-fn copy_ordered(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    for (i, n) in names.iter().enumerate() {
-        let (f, d) = (from.join(n), to.join(n));
-        if f.is_dir() {
-            copy_ordered(&f, &d);
-            continue;
-        }
-        std::fs::copy(&f, &d).unwrap();
-        let file = std::fs::File::options().write(true).open(&d).unwrap();
-        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64)).unwrap();
-    }
-}
-
 fn param<'a>(case: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     case["params"][name].as_str()
 }
@@ -52,7 +35,7 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
         Some(other) => cases_dir().join(other),
         None => case_dir.clone(),
     };
-    copy_ordered(&input_from.join("input"), &input);
+    common::copy_ordered(&input_from.join("input"), &input).unwrap();
     let out = work.path().join("out");
     let ck = work.path().join("ck");
     let session = Session::new();

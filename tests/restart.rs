@@ -132,7 +132,7 @@ fn stop_and_restart_after_each_batch_gives_the_uninterrupted_output() {
 fn run_files_failing_at(fail_at: Option<u64>, mode: OutputMode) -> BTreeMap<u64, String> {
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
-    copy_ordered(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases/p02_sliding_append/input"), &input);
+    common::copy_ordered(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases/p02_sliding_append/input"), &input).unwrap();
     let out = work.path().join("out");
     let ck = work.path().join("ck");
     let session = Session::new();
@@ -169,18 +169,6 @@ fn run_files_failing_at(fail_at: Option<u64>, mode: OutputMode) -> BTreeMap<u64,
         files.insert(id, lines.join("\n"));
     }
     files
-}
-
-fn copy_ordered(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    for (i, n) in names.iter().enumerate() {
-        let d = to.join(n);
-        std::fs::copy(from.join(n), &d).unwrap();
-        let f = std::fs::File::options().write(true).open(&d).unwrap();
-        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64)).unwrap();
-    }
 }
 
 #[test]

@@ -232,6 +232,49 @@ pub fn run_contract(
     Ok(query.recent_progress())
 }
 
+/// Sets the modification times of `paths` 1 s apart in the given order: the order in
+/// which the file source takes files (Git keeps no modification times).
+pub fn set_mtimes_in_order(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for (i, p) in paths.iter().enumerate() {
+        let f = std::fs::File::options().write(true).open(p)?;
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64))?;
+    }
+    Ok(())
+}
+
+/// Copies the folder `from` to `to`, recursively, with each folder's files' modification
+/// times in name order (as the oracle's `run_case.sh` does).
+pub fn copy_ordered(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let mut names: Vec<_> = std::fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    names.sort();
+    let mut files = Vec::new();
+    for n in &names {
+        let (f, d) = (from.join(n), to.join(n));
+        if f.is_dir() {
+            copy_ordered(&f, &d)?;
+        } else {
+            std::fs::copy(&f, &d)?;
+            files.push(d);
+        }
+    }
+    set_mtimes_in_order(&files)
+}
+
+/// The manifest-listed output of a windowed file-sink job, the window struct flattened
+/// into `window_start` / `window_end`, sorted by window start and `channel`.
+pub fn sorted_window_output(out: &Path) -> anyhow::Result<DataFrame> {
+    Ok(sluice::sinks::read_output(out)?
+        .lazy()
+        .with_columns([
+            col("window").struct_().field_by_name("start").alias("window_start"),
+            col("window").struct_().field_by_name("end").alias("window_end"),
+        ])
+        .drop(by_name(["window"], true, false))
+        .sort(["window_start", "channel"], Default::default())
+        .collect()?)
+}
+
 /// A checkpoint folder: the given one, or a fresh temporary one.
 pub fn checkpoint_dir(given: &Option<PathBuf>, job: &str) -> PathBuf {
     given.clone().unwrap_or_else(|| {
@@ -283,10 +326,7 @@ pub mod wiki {
         if let Some(mut w) = current.take() {
             w.flush()?;
         }
-        for (i, p) in paths.iter().enumerate() {
-            let f = std::fs::File::options().write(true).open(p)?;
-            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64))?;
-        }
+        super::set_mtimes_in_order(&paths)?;
         Ok(files)
     }
 }

@@ -400,8 +400,8 @@ fn parse_delimiter(value: &str) -> Result<u8> {
     }
 }
 
-/// The arrow type decoded for a Polars column type.
-fn arrow_type_of(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
+/// The arrow type decoded for a Polars column type (scalars only).
+pub(crate) fn arrow_type_of(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
     let unit = |tu: &TimeUnit| match tu {
         TimeUnit::Nanoseconds => ArrowTimeUnit::Nanosecond,
         TimeUnit::Microseconds => ArrowTimeUnit::Microsecond,

@@ -31,11 +31,10 @@ use arrow::array::{
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{
     DataType as ArrowDataType, Field as ArrowField, FieldRef, Fields, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef,
-    TimeUnit as ArrowTimeUnit,
 };
 use arrow::error::ArrowError;
 use polars::error::{PolarsError, polars_err};
-use polars::prelude::{Column, DataType, Expr, Field, Schema, TimeUnit};
+use polars::prelude::{Column, DataType, Expr, Field, Schema};
 use sluice_engine::interop::{array_to_series, series_to_array};
 use sluice_engine::{Result, SluiceError};
 
@@ -128,24 +127,10 @@ fn to_polars(e: SluiceError) -> PolarsError {
     }
 }
 
-/// The arrow type [`from_json`] decodes for a Polars type.
+/// The arrow type [`from_json`] decodes for a Polars type: the file source's scalar
+/// mapping, plus lists and structs.
 fn arrow_type(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
-    let unit = |tu: &TimeUnit| match tu {
-        TimeUnit::Nanoseconds => ArrowTimeUnit::Nanosecond,
-        TimeUnit::Microseconds => ArrowTimeUnit::Microsecond,
-        TimeUnit::Milliseconds => ArrowTimeUnit::Millisecond,
-    };
     Ok(match dtype {
-        DataType::Boolean => ArrowDataType::Boolean,
-        DataType::Int32 => ArrowDataType::Int32,
-        DataType::Int64 => ArrowDataType::Int64,
-        DataType::UInt32 => ArrowDataType::UInt32,
-        DataType::UInt64 => ArrowDataType::UInt64,
-        DataType::Float32 => ArrowDataType::Float32,
-        DataType::Float64 => ArrowDataType::Float64,
-        DataType::String => ArrowDataType::Utf8,
-        DataType::Date => ArrowDataType::Date32,
-        DataType::Datetime(tu, None) => ArrowDataType::Timestamp(unit(tu), None),
         DataType::List(inner) => {
             ArrowDataType::List(Arc::new(ArrowField::new("item", arrow_type(name, inner)?, true)))
         }
@@ -155,12 +140,12 @@ fn arrow_type(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
                 .map(|f| Ok(ArrowField::new(f.name().as_str(), arrow_type(f.name(), f.dtype())?, true)))
                 .collect::<Result<Fields>>()?,
         ),
-        other => {
-            return Err(SluiceError::InvalidArgument(format!(
+        other => crate::file::arrow_type_of(name, other).map_err(|_| {
+            SluiceError::InvalidArgument(format!(
                 "from_json: field {name:?} has type {other}, which from_json cannot read (supported: Boolean, \
                  Int32, Int64, UInt32, UInt64, Float32, Float64, String, Date, Datetime(unit, None), List, Struct)"
-            )));
-        }
+            ))
+        })?,
     })
 }
 
@@ -287,7 +272,7 @@ fn encode_json_rows(field: &FieldRef, array: &dyn Array) -> Result<StringArray> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polars::prelude::{IntoLazy, NamedFrom, Series, as_struct, col, df};
+    use polars::prelude::{IntoLazy, NamedFrom, Series, TimeUnit, as_struct, col, df};
 
     fn schema() -> Schema {
         Schema::from_iter([

@@ -1,0 +1,98 @@
+//! Helpers shared by the bench binaries (`windowed_agg`, `ad_join`): the row-counting
+//! sink log that times batches, percentiles, per-phase means, PySpark plumbing, formatting.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice::prelude::*;
+use sluice::StreamingQueryProgress;
+
+/// Sink call instants by batch id, and output rows.
+#[derive(Clone, Default)]
+pub struct SinkLog {
+    pub calls: Arc<Mutex<Vec<(u64, Instant)>>>,
+    pub out_rows: Arc<AtomicU64>,
+}
+
+impl SinkLog {
+    pub fn record(&self, batch: &DataFrame, id: u64) {
+        self.calls.lock().expect("sink log").push((id, Instant::now()));
+        self.out_rows.fetch_add(batch.height() as u64, Ordering::Relaxed);
+    }
+    /// Latency of each batch `b >= 1` that read data: sink(b) - sink(b - 1).
+    pub fn latencies(&self, progress: &[StreamingQueryProgress]) -> Vec<Duration> {
+        let calls: BTreeMap<u64, Instant> = self.calls.lock().expect("sink log").iter().copied().collect();
+        progress
+            .iter()
+            .filter(|p| p.num_input_rows > 0 && p.batch_id > 0)
+            .filter_map(|p| Some(*calls.get(&p.batch_id)? - *calls.get(&(p.batch_id - 1))?))
+            .collect()
+    }
+}
+
+pub fn fmt_dur(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
+}
+
+pub fn phases(progress: &[StreamingQueryProgress]) -> BTreeMap<String, f64> {
+    let data: Vec<_> = progress.iter().filter(|p| p.num_input_rows > 0).collect();
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for p in &data {
+        for (k, v) in &p.duration_ms {
+            *sums.entry(k.clone()).or_default() += *v as f64;
+        }
+    }
+    sums.values_mut().for_each(|v| *v /= data.len().max(1) as f64);
+    sums
+}
+
+pub fn pyspark_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import pyspark"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The `RESULT <json>` lines of a finished PySpark script run.
+///
+/// # Errors
+/// When the script failed (its output is in the message) or a line is not JSON.
+pub fn python_results(script: &Path, out: &std::process::Output) -> anyhow::Result<Vec<serde_json::Value>> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed ({}):\n{stdout}\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
