@@ -43,15 +43,7 @@ fn run_join_failing_at(fail_at: Option<u64>, how: JoinType) -> BTreeMap<u64, Str
         assert!(q.await_termination().is_err());
     }
     common::run_contract(build(), OutputMode::Append, &out, &ck, ProgressDisplay::Off).unwrap();
-    let mut files = BTreeMap::new();
-    for e in std::fs::read_dir(&out).unwrap() {
-        let p = e.unwrap().path();
-        let id: u64 = p.file_stem().unwrap().to_str().unwrap().trim_start_matches("batch-").parse().unwrap();
-        let mut lines: Vec<String> = std::fs::read_to_string(&p).unwrap().lines().map(String::from).collect();
-        lines.sort();
-        files.insert(id, lines.join("\n"));
-    }
-    files
+    common::read_batch_files(&out).unwrap()
 }
 
 #[test]

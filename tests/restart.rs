@@ -160,15 +160,7 @@ fn run_files_failing_at(fail_at: Option<u64>, mode: OutputMode) -> BTreeMap<u64,
         assert!(err.contains(&format!("batch {k} failed")) && err.contains("injected"), "{err}");
     }
     common::run_contract(build(), mode, &out, &ck, ProgressDisplay::Off).unwrap();
-    let mut files = BTreeMap::new();
-    for e in std::fs::read_dir(&out).unwrap() {
-        let p = e.unwrap().path();
-        let id: u64 = p.file_stem().unwrap().to_str().unwrap().trim_start_matches("batch-").parse().unwrap();
-        let mut lines: Vec<String> = std::fs::read_to_string(&p).unwrap().lines().map(String::from).collect();
-        lines.sort();
-        files.insert(id, lines.join("\n"));
-    }
-    files
+    common::read_batch_files(&out).unwrap()
 }
 
 #[test]

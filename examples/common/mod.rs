@@ -275,6 +275,26 @@ pub fn sorted_window_output(out: &Path) -> anyhow::Result<DataFrame> {
         .collect()?)
 }
 
+/// The `batch-<id>.jsonl` files of `dir` by batch id, each file's lines sorted (rows
+/// within a batch have no order), for comparing two runs batch by batch.
+pub fn read_batch_files(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+    let mut files = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let Some(id) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("batch-")?.strip_suffix(".jsonl")?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let mut lines: Vec<String> = std::fs::read_to_string(&p)?.lines().map(String::from).collect();
+        lines.sort();
+        files.insert(id, lines.join("\n"));
+    }
+    Ok(files)
+}
+
 /// A checkpoint folder: the given one, or a fresh temporary one.
 pub fn checkpoint_dir(given: &Option<PathBuf>, job: &str) -> PathBuf {
     given.clone().unwrap_or_else(|| {
