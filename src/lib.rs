@@ -56,8 +56,8 @@ use sluice_sinks::{ConsoleSink, MemoryTable};
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
-        interval, window, JoinType as StreamJoinType, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery,
-        Trigger,
+        interval, window, Clock, GroupKey, GroupState, GroupStateTimeout, JoinType as StreamJoinType, ManualClock,
+        OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
     };
 
     pub use sluice_sources::{from_json, to_json};

@@ -79,6 +79,11 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
             )
             .unwrap()
         }
+        "wiki_user_state" => {
+            let src = common::json_source(&session, &input, common::user_edits_schema()).unwrap();
+            let minutes = case["params"]["timeout_minutes"].as_i64().unwrap_or(30);
+            common::wiki_user_state(src, minutes, param(&case, "watermark").unwrap()).unwrap()
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -166,6 +171,11 @@ fn p08_ad_join_left_outer() {
 #[test]
 fn p09_wiki_languages() {
     oracle("p09_wiki_languages");
+}
+
+#[test]
+fn p13_wiki_user_state() {
+    oracle("p13_wiki_user_state");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

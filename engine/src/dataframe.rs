@@ -225,6 +225,7 @@ impl StreamingDataFrame {
             query_name: None,
             checkpoint: None,
             progress: ProgressDisplay::Lines,
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -250,6 +251,71 @@ impl GroupedStreamingDataFrame {
     /// `agg([len().alias("count")])`.
     pub fn count(self) -> StreamingDataFrame {
         self.agg([len().alias("count")])
+    }
+    /// Arbitrary stateful processing (Spark's `groupByKey(..).flatMapGroupsWithState`):
+    /// per batch, `func(key, rows, &mut state)` is called once for every key with rows
+    /// (`rows`: the input columns, in input order) and once, with no rows and
+    /// [`GroupState::has_timed_out`](crate::GroupState::has_timed_out) true, for every key
+    /// whose timeout passed, also in batches without data. It returns zero or more rows of
+    /// `output_schema` (exactly those columns and types).
+    ///
+    /// The state `S` (stored as JSON) is checkpointed and restored on restart. Timeouts
+    /// (see [`GroupStateTimeout`](crate::GroupStateTimeout)): processing time against the
+    /// batch timestamp (an injectable [`Clock`](crate::Clock)), event time against the
+    /// watermark; with an event-time timeout, input rows at or before the previous batch's
+    /// watermark are dropped as late.
+    ///
+    /// `output_mode` is the operator's: Append (each row emitted once, final) or Update.
+    /// It must equal the query's output mode, else `start()` fails as in Spark; an
+    /// event-time timeout needs `with_watermark` on the input. A panic or error in `func`
+    /// stops the query with [`SluiceError::User`] naming the key and batch; nothing of that
+    /// batch is committed.
+    pub fn flat_map_groups_with_state<S, F>(
+        self,
+        output_mode: OutputMode,
+        timeout: crate::GroupStateTimeout,
+        output_schema: Schema,
+        func: F,
+    ) -> StreamingDataFrame
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        F: FnMut(&crate::GroupKey, DataFrame, &mut crate::GroupState<S>) -> Result<DataFrame> + Send + 'static,
+    {
+        self.groups_with_state(output_mode, timeout, output_schema, false, crate::group_state::group_function(func))
+    }
+    /// Spark's `mapGroupsWithState`: as
+    /// [`flat_map_groups_with_state`](Self::flat_map_groups_with_state) in Update mode,
+    /// but `func` returns exactly one row per call (else the query stops with
+    /// [`SluiceError::User`]). The query must use Update output mode.
+    pub fn map_groups_with_state<S, F>(
+        self,
+        timeout: crate::GroupStateTimeout,
+        output_schema: Schema,
+        func: F,
+    ) -> StreamingDataFrame
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        F: FnMut(&crate::GroupKey, DataFrame, &mut crate::GroupState<S>) -> Result<DataFrame> + Send + 'static,
+    {
+        self.groups_with_state(OutputMode::Update, timeout, output_schema, true, crate::group_state::group_function(func))
+    }
+    fn groups_with_state(
+        self,
+        output_mode: OutputMode,
+        timeout: crate::GroupStateTimeout,
+        output_schema: Schema,
+        is_map: bool,
+        func: crate::group_state::GroupFunctionRef,
+    ) -> StreamingDataFrame {
+        let spec = crate::group_state::GroupsWithStateSpec {
+            keys: self.keys,
+            func,
+            output_schema: Arc::new(output_schema),
+            output_mode,
+            timeout,
+            is_map,
+        };
+        self.df.with(LogicalPlan::FlatMapGroupsWithState { input: self.df.plan.clone(), spec })
     }
 }
 
@@ -284,6 +350,7 @@ pub struct DataStreamWriter {
     pub(crate) query_name: Option<String>,
     pub(crate) checkpoint: Option<CheckpointLocation>,
     pub(crate) progress: ProgressDisplay,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl DataStreamWriter {
@@ -343,6 +410,12 @@ impl DataStreamWriter {
     /// How progress is shown (default one line per batch on stderr).
     pub fn progress(mut self, display: ProgressDisplay) -> Self {
         self.progress = display;
+        self
+    }
+    /// The clock that stamps batches with their processing time (default: the system
+    /// clock). Tests of processing-time timeouts pass a [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.clock = clock;
         self
     }
     /// Analyses the query and starts it on a new thread.

@@ -29,6 +29,8 @@ use sluice_checkpoint::{
 };
 
 use crate::aggregate::{AggregatePlan, StreamingAggregateExec};
+use crate::clock::Clock;
+use crate::group_state::{FlatMapGroupsWithStateExec, GroupStateTimeout};
 use crate::join::{JoinSide, JoinType, StreamingJoinPlan, StreamingSymmetricHashJoinExec};
 use crate::dataframe::{DataStreamWriter, ProgressDisplay};
 use crate::operator::{BatchContext, StatefulOperator};
@@ -76,6 +78,7 @@ struct Compiler<'a> {
     ops: Vec<Box<dyn StatefulOperator>>,
     next_store: usize,
     aggregations: usize,
+    groups_with_state: usize,
     mode: OutputMode,
     partitions: usize,
     problems: Vec<String>,
@@ -123,6 +126,43 @@ impl Compiler<'_> {
                 let store = self.next_store;
                 self.next_store += 1;
                 self.ops.push(Box::new(StreamingAggregateExec::new(agg, store, self.partitions, self.mode)));
+                PhysNode::Stateful(vec![inner], self.ops.len() - 1)
+            }
+            LogicalPlan::FlatMapGroupsWithState { input, spec } => {
+                let inner = self.compile(input)?;
+                self.groups_with_state += 1;
+                let op_name = spec.op_name();
+                let query = self.mode;
+                if spec.is_map {
+                    if query != OutputMode::Update {
+                        self.problems.push(format!(
+                            "mapGroupsWithState is not supported with {query} output mode on a streaming \
+                             DataFrame: use Update output mode"
+                        ));
+                    }
+                } else if spec.output_mode == OutputMode::Complete {
+                    self.problems.push(
+                        "flatMapGroupsWithState supports Append or Update as its own output mode, not Complete".into(),
+                    );
+                } else if spec.output_mode != query {
+                    self.problems.push(format!(
+                        "flatMapGroupsWithState in {} mode is not supported with {query} output mode on a \
+                         streaming DataFrame: use the same output mode for the operator and the query",
+                        spec.output_mode.to_string().to_lowercase()
+                    ));
+                }
+                let input_schema = input.schema()?;
+                let event_time = input.watermark_columns().into_iter().find(|c| input_schema.contains(c));
+                if spec.timeout == GroupStateTimeout::EventTimeTimeout && event_time.is_none() {
+                    self.problems.push(format!(
+                        "Watermark must be specified in the query using with_watermark() for using event-time \
+                         timeout in a {op_name}. Event-time timeout not supported without watermark."
+                    ));
+                }
+                let store = self.next_store;
+                self.next_store += 1;
+                let op = FlatMapGroupsWithStateExec::new(spec.clone(), input_schema, event_time, store, self.partitions)?;
+                self.ops.push(Box::new(op));
                 PhysNode::Stateful(vec![inner], self.ops.len() - 1)
             }
             LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
@@ -218,6 +258,7 @@ pub struct MicroBatchExecution {
     progress_display: ProgressDisplay,
     bar: Option<indicatif::ProgressBar>,
     last_trigger_start: Option<Instant>,
+    clock: Arc<dyn Clock>,
 }
 
 fn offsets_differ(a: &[Option<Offset>], b: &[Option<Offset>]) -> bool {
@@ -230,10 +271,6 @@ fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl MicroBatchExecution {
     /// Compiles and analyses the query, opens its checkpoint and restores its state.
     ///
@@ -241,7 +278,7 @@ impl MicroBatchExecution {
     /// [`SluiceError::Analysis`] for an invalid query; [`SluiceError::Checkpoint`] for a
     /// damaged checkpoint or one whose stateful operators differ from this query's.
     pub(crate) fn new(writer: DataStreamWriter, ckpt: Checkpoint, shared: Arc<QueryShared>) -> Result<Self> {
-        let DataStreamWriter { df, output_mode: mode, trigger, sink, query_name, progress, .. } = writer;
+        let DataStreamWriter { df, output_mode: mode, trigger, sink, query_name, progress, clock, .. } = writer;
         let mut sink = sink.ok_or_else(|| SluiceError::Internal("no sink".into()))?;
         let session = df.session.clone();
 
@@ -284,6 +321,7 @@ impl MicroBatchExecution {
             ops: vec![],
             next_store: 0,
             aggregations: 0,
+            groups_with_state: 0,
             mode,
             partitions,
             problems: vec![],
@@ -291,6 +329,13 @@ impl MicroBatchExecution {
         };
         df.plan.schema()?; // type-check every expression first
         let root = c.compile(&df.plan)?;
+        if c.groups_with_state > 0 && c.ops.len() > 1 {
+            c.problems.push(
+                "flatMapGroupsWithState / mapGroupsWithState together with another stateful operation \
+                 (aggregation, join, deduplication or a second groups-with-state) in one query is not supported yet"
+                    .into(),
+            );
+        }
         if c.aggregations > 1 {
             c.problems.push("multiple streaming aggregations are not supported in one query".into());
         }
@@ -402,6 +447,7 @@ impl MicroBatchExecution {
             progress_display: progress,
             bar: None,
             last_trigger_start: None,
+            clock,
         };
         for (i, s) in exec.sources.iter_mut().enumerate() {
             s.initialize(SourceContext { checkpoint: &exec.ckpt, index: i })?;
@@ -447,8 +493,7 @@ impl MicroBatchExecution {
                     op.restore(&self.ckpt, last_committed + 1)?;
                 }
                 let ctx = self.batch_context(last_committed, seq.metadata.batch_timestamp_ms, seq.metadata.batch_watermark_ms);
-                self.pending_no_data = !self.watermarks.is_empty()
-                    && self.ops.iter().any(|o| o.should_run_another_batch(self.watermark_ms, &ctx));
+                self.pending_no_data = self.ops.iter().any(|o| o.should_run_another_batch(self.watermark_ms, &ctx));
             }
             Recovery::Replay { batch_id } => {
                 let seq = self.ckpt.offsets().require(batch_id)?;
@@ -530,7 +575,7 @@ impl MicroBatchExecution {
                 ends.push(end.or(start));
             }
             let has_data = offsets_differ(&ends, &self.committed);
-            if !has_data && !self.pending_no_data {
+            if !has_data && !self.pending_no_data && !self.timeouts_due() {
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => break,
                     Trigger::ProcessingTime(interval) => {
@@ -547,7 +592,7 @@ impl MicroBatchExecution {
             let seq = OffsetSeq {
                 metadata: OffsetSeqMetadata {
                     batch_watermark_ms: self.watermark_ms,
-                    batch_timestamp_ms: now_ms(),
+                    batch_timestamp_ms: self.clock.now_ms(),
                     conf: self.conf.clone(),
                 },
                 offsets: ends,
@@ -652,8 +697,7 @@ impl MicroBatchExecution {
         durations.insert("commitOffsets".into(), t.elapsed().as_millis() as u64);
 
         // 8. next batch's watermark, no-data batch
-        self.pending_no_data = !self.watermarks.is_empty()
-            && self.ops.iter().any(|o| o.should_run_another_batch(new_wm, &ctx));
+        self.pending_no_data = self.ops.iter().any(|o| o.should_run_another_batch(new_wm, &ctx));
         self.prev_batch_watermark_ms = batch_wm;
         self.watermark_ms = new_wm;
         self.committed = seq.offsets.clone();
@@ -707,6 +751,13 @@ impl MicroBatchExecution {
         tracing::info!(target: "sluice::progress", "{}", progress.summary_line());
         self.shared.record_progress(progress);
         Ok(())
+    }
+
+    /// Whether a processing-time timeout in state has passed (the clock is beyond it), so
+    /// a batch must run even without data.
+    fn timeouts_due(&self) -> bool {
+        let now = self.clock.now_ms();
+        self.ops.iter().filter_map(|o| o.next_processing_time_timeout_ms()).any(|t| t < now)
     }
 
     fn advance_watermark(&mut self, stats: &[EventTimeStats]) -> i64 {

@@ -21,11 +21,13 @@
 //! lives as columnar frames, never as per-row objects.
 
 pub mod aggregate;
+pub mod clock;
 pub mod dataframe;
 mod error;
 pub mod execution;
 mod format;
 pub mod functions;
+pub mod group_state;
 pub mod interop;
 pub mod interval;
 pub mod join;
@@ -46,6 +48,8 @@ pub use dataframe::{
 pub use error::{Result, SluiceError};
 pub use format::FileFormat;
 pub use functions::window;
+pub use group_state::{GroupKey, GroupState, GroupStateTimeout};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use join::{interval, JoinType};
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};

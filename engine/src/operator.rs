@@ -55,6 +55,12 @@ pub trait StatefulOperator: Send {
     /// Whether a no-data batch should run because the watermark moved to
     /// `new_watermark_ms` (Spark's `shouldRunAnotherBatch`).
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool;
+    /// The earliest processing-time timeout in state, ms since the epoch: once the clock
+    /// passes it, the engine runs a batch (a no-data batch if need be) so the key can time
+    /// out. Only `flat_map_groups_with_state` with `ProcessingTimeTimeout` has one.
+    fn next_processing_time_timeout_ms(&self) -> Option<i64> {
+        None
+    }
     /// Metrics of the last batch.
     fn progress(&self) -> Progress;
 }

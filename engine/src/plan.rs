@@ -6,6 +6,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use crate::aggregate::AggregatePlan;
+use crate::group_state::GroupsWithStateSpec;
 use crate::join::{JoinType, StreamingSymmetricHashJoinExec};
 use crate::source::SourceProviderRef;
 use crate::Result;
@@ -37,6 +38,8 @@ pub enum LogicalPlan {
     },
     /// A stream-static join (`join_static`): the stream is the left side.
     StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: JoinType },
+    /// `group_by(keys).flat_map_groups_with_state(..)` / `map_groups_with_state(..)`.
+    FlatMapGroupsWithState { input: Arc<LogicalPlan>, spec: GroupsWithStateSpec },
 }
 
 impl LogicalPlan {
@@ -46,6 +49,7 @@ impl LogicalPlan {
             LogicalPlan::Source { .. } => vec![],
             LogicalPlan::Join { left, right, .. } => vec![left, right],
             LogicalPlan::StaticJoin { input, .. } => vec![input],
+            LogicalPlan::FlatMapGroupsWithState { input, .. } => vec![input],
             LogicalPlan::Select { input, .. }
             | LogicalPlan::WithColumns { input, .. }
             | LogicalPlan::Filter { input, .. }
@@ -60,7 +64,7 @@ impl LogicalPlan {
         if let LogicalPlan::Watermark { column, .. } = self {
             out.push(column.clone());
         }
-        if let LogicalPlan::Aggregate { .. } = self {
+        if let LogicalPlan::Aggregate { .. } | LogicalPlan::FlatMapGroupsWithState { .. } = self {
             out.clear();
         }
         out
@@ -99,6 +103,10 @@ impl LogicalPlan {
             }
             LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
                 static_join(lazy(input)?, right, left_on, right_on, *how)?.collect_schema()?
+            }
+            LogicalPlan::FlatMapGroupsWithState { input, spec } => {
+                lazy(input)?.select(spec.keys.clone()).collect_schema()?;
+                spec.output_schema.clone()
             }
         })
     }

@@ -350,3 +350,85 @@ pub mod wiki {
         Ok(files)
     }
 }
+
+/// `time timestamp, user string, added long` (jobs `wiki_sessions`, `wiki_user_state`).
+pub fn user_edits_schema() -> Schema {
+    schema(&[("time", ts()), ("user", DataType::String), ("added", DataType::Int64)])
+}
+
+/// The output of `wiki_user_state`: one row per finished user activity.
+pub fn user_activity_schema() -> Schema {
+    schema(&[
+        ("user", DataType::String),
+        ("edits", DataType::Int64),
+        ("added", DataType::Int64),
+        ("first_edit", ts()),
+        ("last_edit", ts()),
+    ])
+}
+
+/// What `wiki_user_state` keeps per user (stored as JSON in the state store).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UserActivity {
+    pub edits: i64,
+    pub added: i64,
+    /// First and last event time, µs since the epoch.
+    pub first_us: i64,
+    pub last_us: i64,
+}
+
+/// The `wiki_user_state` job: `groupBy(user)` with flatMapGroupsWithState (append,
+/// event-time timeout). Per user it keeps edits, added, first and last event time; new
+/// rows update them and set the timeout to `max(last + timeout_minutes, watermark + 1 ms)`;
+/// on timeout it emits `user, edits, added, first_edit, last_edit` and removes the state.
+pub fn wiki_user_state(edits: StreamingDataFrame, timeout_minutes: i64, watermark: &str) -> anyhow::Result<StreamingDataFrame> {
+    let timeout_ms = timeout_minutes * 60_000;
+    Ok(edits.with_watermark("time", watermark)?.group_by([col("user")]).flat_map_groups_with_state(
+        OutputMode::Append,
+        GroupStateTimeout::EventTimeTimeout,
+        user_activity_schema(),
+        move |key: &GroupKey, rows: DataFrame, state: &mut GroupState<UserActivity>| {
+            if state.has_timed_out() {
+                let out = match state.get_option() {
+                    Some(a) => user_activity_row(key.str(0), a)?,
+                    None => DataFrame::empty_with_schema(&user_activity_schema()),
+                };
+                state.remove();
+                return Ok(out);
+            }
+            let times = rows.column("time")?.cast(&DataType::Int64)?;
+            let times = times.i64()?;
+            let added = rows.column("added")?.i64()?.sum().unwrap_or(0);
+            let mut a = state.get_option().cloned().unwrap_or(UserActivity {
+                edits: 0,
+                added: 0,
+                first_us: i64::MAX,
+                last_us: i64::MIN,
+            });
+            a.edits += rows.height() as i64;
+            a.added += added;
+            if let (Some(lo), Some(hi)) = (times.min(), times.max()) {
+                a.first_us = a.first_us.min(lo);
+                a.last_us = a.last_us.max(hi);
+            }
+            let last_ms = a.last_us.div_euclid(1000);
+            state.update(a);
+            state.set_timeout_timestamp((last_ms + timeout_ms).max(state.current_watermark_ms()? + 1))?;
+            Ok(DataFrame::empty_with_schema(&user_activity_schema()))
+        },
+    ))
+}
+
+fn user_activity_row(user: Option<&str>, a: &UserActivity) -> sluice::Result<DataFrame> {
+    let ts_col = |name: &str, us: i64| Column::new(name.into(), [us]).cast(&ts());
+    Ok(DataFrame::new(
+        1,
+        vec![
+            Column::new("user".into(), [user]),
+            Column::new("edits".into(), [a.edits]),
+            Column::new("added".into(), [a.added]),
+            ts_col("first_edit", a.first_us)?,
+            ts_col("last_edit", a.last_us)?,
+        ],
+    )?)
+}
