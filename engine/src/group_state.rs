@@ -261,6 +261,7 @@ pub struct CallEnv {
     batch_timestamp_ms: i64,
     watermark_ms: Option<i64>,
     op_name: &'static str,
+    batch_id: u64,
 }
 
 /// What one call of the user function left behind.
@@ -500,9 +501,9 @@ impl FlatMapGroupsWithStateExec {
         rows: DataFrame,
         state: Option<&[u8]>,
         timed_out: bool,
-        batch_id: u64,
     ) -> Result<CallOutput> {
         let op = self.spec.op_name();
+        let batch_id = env.batch_id;
         let out = match catch_unwind(AssertUnwindSafe(|| func.call(env, key, rows, state, timed_out))) {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
@@ -654,6 +655,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
             batch_timestamp_ms: ctx.batch_timestamp_ms,
             watermark_ms: ctx.watermark_for_eviction_ms,
             op_name: self.spec.op_name(),
+            batch_id: ctx.batch_id,
         };
         let input_names: Vec<PlSmallStr> = self.input_schema.iter_names().cloned().collect();
         let internal: Vec<PlSmallStr> = (0..self.key_names.len()).map(|i| format!("{KEY_PREFIX}{i}").into()).collect();
@@ -687,7 +689,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
             let key = self.key_at(&keys, g)?;
             let before = &entries[g];
             let slice = rows.slice(*first as i64, *len);
-            let mut out = self.call(&mut **func, env, &key, slice, before.bytes.as_deref(), false, ctx.batch_id)?;
+            let mut out = self.call(&mut **func, env, &key, slice, before.bytes.as_deref(), false)?;
             outputs.push(std::mem::take(&mut out.rows));
             let w = decide(before, &mut out);
             after.push(match &w {
@@ -708,7 +710,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
                 let e = &after[g];
                 if e.present && e.timeout_ms.is_some_and(|t| t < threshold) {
                     let key = self.key_at(&keys, g)?;
-                    let mut out = self.call(&mut **func, env, &key, empty_rows.clone(), e.bytes.as_deref(), true, ctx.batch_id)?;
+                    let mut out = self.call(&mut **func, env, &key, empty_rows.clone(), e.bytes.as_deref(), true)?;
                     outputs.push(std::mem::take(&mut out.rows));
                     if let Some(w) = decide(e, &mut out) {
                         writes[g] = Some(w);
@@ -731,7 +733,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
             for i in 0..others.height() {
                 let key = self.key_at(&others, i)?;
                 let before = Entry { present: true, bytes: bytes.get(i).map(|b| b.to_vec()), timeout_ms: timeouts.get(i) };
-                let mut out = self.call(&mut **func, env, &key, empty_rows.clone(), before.bytes.as_deref(), true, ctx.batch_id)?;
+                let mut out = self.call(&mut **func, env, &key, empty_rows.clone(), before.bytes.as_deref(), true)?;
                 outputs.push(std::mem::take(&mut out.rows));
                 if let Some(w) = decide(&before, &mut out) {
                     other_writes.push((i, w));
