@@ -60,6 +60,38 @@ fn corrupt(ckpt: &Checkpoint, path: &object_store::path::Path, reason: String) -
     SluiceError::Checkpoint(CheckpointError::Corrupt { path: ckpt.display_path(path), reason })
 }
 
+/// Copies string and binary *view* columns into fresh buffers holding only their own
+/// values. Polars' views after a filter or gather still point into the whole input's
+/// buffers, which the IPC writer would otherwise write out in full for every delta.
+fn compact_views(batch: arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch> {
+    use arrow::array::{Array, ArrayRef, BinaryViewArray, StringViewArray};
+    use arrow::datatypes::DataType as A;
+    let mut changed = false;
+    let cols: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            A::Utf8View => {
+                changed = true;
+                c.as_any().downcast_ref::<StringViewArray>().map_or_else(|| c.clone(), |a| std::sync::Arc::new(a.gc()) as ArrayRef)
+            }
+            A::BinaryView => {
+                changed = true;
+                c.as_any().downcast_ref::<BinaryViewArray>().map_or_else(|| c.clone(), |a| std::sync::Arc::new(a.gc()) as ArrayRef)
+            }
+            _ => c.clone(),
+        })
+        .collect();
+    if !changed {
+        return Ok(batch);
+    }
+    Ok(arrow::array::RecordBatch::try_new_with_options(
+        batch.schema(),
+        cols,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
 impl StateStore {
     /// An empty state frame of this store's schema.
     pub fn empty(&self) -> DataFrame {
@@ -91,7 +123,7 @@ impl StateStore {
     }
 
     fn encode(&self, df: &DataFrame) -> Result<bytes::Bytes> {
-        let batch = df_to_record_batch(df)?;
+        let batch = compact_views(df_to_record_batch(df)?)?;
         let mut buf = Vec::new();
         {
             let mut w = arrow::ipc::writer::FileWriter::try_new(&mut buf, &batch.schema())?;

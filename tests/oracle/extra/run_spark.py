@@ -30,6 +30,31 @@ if job == "wiki_languages":
     ch = spark.read.option("header", True).schema("channel string, language string, project string").csv(inp + "/channels.csv")
     j = ed.join(ch, "channel", params["how"])
     res = j.groupBy(F.window("time", params["window"]), "language").agg(F.count("*").alias("edits"), F.sum("added").alias("added")) if params.get("window") else j
+if job == "wiki_user_state":
+    import pandas as pd
+    from pyspark.sql.streaming.state import GroupStateTimeout
+    ed = spark.readStream.schema("time timestamp, user string, added long").option("maxFilesPerTrigger", 1).json(inp).withWatermark("time", params["watermark"])
+    tmo = int(params["timeout_minutes"]) * 60000
+    def activity(key, pdfs, state):
+        if state.hasTimedOut:
+            edits, added, first, last = state.get
+            state.remove()
+            yield pd.DataFrame({"user": [key[0]], "edits": [edits], "added": [added],
+                                "first_edit": [pd.to_datetime(first, unit="ms")], "last_edit": [pd.to_datetime(last, unit="ms")]})
+            return
+        edits, added, first, last = state.get if state.exists else (0, 0, None, None)
+        for pdf in pdfs:
+            ms = (pdf["time"] - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
+            edits += len(pdf)
+            added += int(pdf["added"].sum())
+            first = int(ms.min()) if first is None else min(first, int(ms.min()))
+            last = int(ms.max()) if last is None else max(last, int(ms.max()))
+        state.update((edits, added, first, last))
+        state.setTimeoutTimestamp(max(last + tmo, state.getCurrentWatermarkMs() + 1))
+        yield pd.DataFrame({"user": [], "edits": [], "added": [], "first_edit": [], "last_edit": []}).astype(
+            {"user": "object", "edits": "int64", "added": "int64", "first_edit": "datetime64[ns]", "last_edit": "datetime64[ns]"})
+    res = ed.groupBy("user").applyInPandasWithState(activity, "user string, edits long, added long, first_edit timestamp, last_edit timestamp",
+                                                    "edits long, added long, first long, last long", "append", GroupStateTimeout.EventTimeTimeout)
 rows = []
 def fe(b, bid):
     for r in b.collect():
