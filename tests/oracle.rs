@@ -79,6 +79,11 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
             )
             .unwrap()
         }
+        "dedup" => {
+            let src = common::json_source(&session, &input, common::dedup_schema()).unwrap();
+            common::dedup(src, param(&case, "watermark"), common::bool_param(&case, "within_watermark"), param(&case, "keys"))
+                .unwrap()
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -166,6 +171,16 @@ fn p08_ad_join_left_outer() {
 #[test]
 fn p09_wiki_languages() {
     oracle("p09_wiki_languages");
+}
+
+#[test]
+fn p10_dedup() {
+    oracle("p10_dedup");
+}
+
+#[test]
+fn p11_dedup_within_watermark() {
+    oracle("p11_dedup_within_watermark");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

@@ -37,6 +37,9 @@ pub enum LogicalPlan {
     },
     /// A stream-static join (`join_static`): the stream is the left side.
     StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: JoinType },
+    /// `drop_duplicates(keys)` or, with `within_watermark`,
+    /// `drop_duplicates_within_watermark(keys)`; empty `keys` mean all columns.
+    Deduplicate { input: Arc<LogicalPlan>, keys: Vec<String>, within_watermark: bool },
 }
 
 impl LogicalPlan {
@@ -46,6 +49,7 @@ impl LogicalPlan {
             LogicalPlan::Source { .. } => vec![],
             LogicalPlan::Join { left, right, .. } => vec![left, right],
             LogicalPlan::StaticJoin { input, .. } => vec![input],
+            LogicalPlan::Deduplicate { input, .. } => vec![input],
             LogicalPlan::Select { input, .. }
             | LogicalPlan::WithColumns { input, .. }
             | LogicalPlan::Filter { input, .. }
@@ -99,6 +103,11 @@ impl LogicalPlan {
             }
             LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
                 static_join(lazy(input)?, right, left_on, right_on, *how)?.collect_schema()?
+            }
+            LogicalPlan::Deduplicate { input, keys, .. } => {
+                let schema = input.schema()?;
+                crate::dedup::resolve_keys(&schema, keys)?;
+                schema
             }
         })
     }

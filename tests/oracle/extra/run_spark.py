@@ -30,6 +30,12 @@ if job == "wiki_languages":
     ch = spark.read.option("header", True).schema("channel string, language string, project string").csv(inp + "/channels.csv")
     j = ed.join(ch, "channel", params["how"])
     res = j.groupBy(F.window("time", params["window"]), "language").agg(F.count("*").alias("edits"), F.sum("added").alias("added")) if params.get("window") else j
+if job == "dedup":
+    df = spark.readStream.schema("event_id string, ts timestamp, v long").option("maxFilesPerTrigger", 1).json(inp)
+    if params.get("watermark"): df = df.withWatermark("ts", params["watermark"])
+    within = str(params.get("within_watermark", False)).lower() == "true"
+    keys = params["keys"].split(",") if params.get("keys") else (["event_id"] if within else ["event_id", "ts"])
+    res = df.dropDuplicatesWithinWatermark(keys) if within else df.dropDuplicates(keys)
 rows = []
 def fe(b, bid):
     for r in b.collect():
