@@ -41,6 +41,9 @@ struct Args {
     /// Key columns, comma-separated (default: event_id,ts; with --within-watermark: event_id).
     #[arg(long)]
     keys: Option<String>,
+    /// Then count the unique rows per window of this length (`n = count(*)`, `v = sum(v)`).
+    #[arg(long)]
+    count_window: Option<String>,
     /// Output mode: append or update.
     #[arg(long, default_value = "append")]
     mode: String,
@@ -56,7 +59,10 @@ fn main() -> anyhow::Result<()> {
         let output = args.io.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
         let checkpoint = common::checkpoint_dir(&args.io.checkpoint, "dedup");
         let events = common::json_source(&session, input, common::dedup_schema())?;
-        let result = common::dedup(events, args.watermark.as_deref(), args.within_watermark, args.keys.as_deref())?;
+        let mut result = common::dedup(events, args.watermark.as_deref(), args.within_watermark, args.keys.as_deref())?;
+        if let Some(w) = &args.count_window {
+            result = common::window_counts(result, w)?;
+        }
         common::run_contract(result, mode, &output, &checkpoint, ProgressDisplay::Off)?;
         return Ok(());
     }

@@ -81,8 +81,12 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
         }
         "dedup" => {
             let src = common::json_source(&session, &input, common::dedup_schema()).unwrap();
-            common::dedup(src, param(&case, "watermark"), common::bool_param(&case, "within_watermark"), param(&case, "keys"))
-                .unwrap()
+            let d = common::dedup(src, param(&case, "watermark"), common::bool_param(&case, "within_watermark"), param(&case, "keys"))
+                .unwrap();
+            match param(&case, "count_window") {
+                Some(w) => common::window_counts(d, w).unwrap(),
+                None => d,
+            }
         }
         other => panic!("job {other} is not part of this suite"),
     };

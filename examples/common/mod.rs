@@ -391,3 +391,12 @@ pub fn bool_param(case: &serde_json::Value, name: &str) -> bool {
         _ => false,
     }
 }
+
+/// The `dedup` job's optional `count_window` step: per `window(ts, window_len)`,
+/// `n = count(*)` and `v = sum(v)` of the deduplicated rows (an aggregation after a
+/// deduplication, both stateful).
+pub fn window_counts(deduplicated: StreamingDataFrame, window_len: &str) -> anyhow::Result<StreamingDataFrame> {
+    Ok(deduplicated
+        .group_by([window(col("ts"), window_len, None, None)?])
+        .agg([len().alias("n"), col("v").sum().alias("v")]))
+}

@@ -36,6 +36,7 @@ if job == "dedup":
     within = str(params.get("within_watermark", False)).lower() == "true"
     keys = params["keys"].split(",") if params.get("keys") else (["event_id"] if within else ["event_id", "ts"])
     res = df.dropDuplicatesWithinWatermark(keys) if within else df.dropDuplicates(keys)
+    if params.get("count_window"): res = res.groupBy(F.window("ts", params["count_window"])).agg(F.count("*").alias("n"), F.sum("v").alias("v"))
 rows = []
 def fe(b, bid):
     for r in b.collect():
