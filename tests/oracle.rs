@@ -84,6 +84,15 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
             let minutes = case["params"]["timeout_minutes"].as_i64().unwrap_or(30);
             common::wiki_user_state(src, minutes, param(&case, "watermark").unwrap()).unwrap()
         }
+        "dedup" => {
+            let src = common::json_source(&session, &input, common::dedup_schema()).unwrap();
+            let d = common::dedup(src, param(&case, "watermark"), common::bool_param(&case, "within_watermark"), param(&case, "keys"))
+                .unwrap();
+            match param(&case, "count_window") {
+                Some(w) => common::window_counts(d, w).unwrap(),
+                None => d,
+            }
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -176,6 +185,16 @@ fn p09_wiki_languages() {
 #[test]
 fn p13_wiki_user_state() {
     oracle("p13_wiki_user_state");
+}
+
+#[test]
+fn p10_dedup() {
+    oracle("p10_dedup");
+}
+
+#[test]
+fn p11_dedup_within_watermark() {
+    oracle("p11_dedup_within_watermark");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

@@ -439,3 +439,60 @@ impl DataStreamWriter {
         crate::query::start(self)
     }
 }
+
+/// Deduplication (see [`crate::dedup`]).
+impl StreamingDataFrame {
+    fn deduplicate<I, S>(&self, subset: I, within_watermark: bool) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys: Vec<String> = subset.into_iter().map(|s| s.as_ref().to_string()).collect();
+        crate::dedup::resolve_keys(self.schema()?.as_ref(), &keys)?;
+        Ok(self.with(LogicalPlan::Deduplicate { input: self.plan.clone(), keys, within_watermark }))
+    }
+
+    /// Drops rows whose `subset` columns (all columns when `subset` is empty) equal those
+    /// of an earlier row (Spark's `dropDuplicates`): of the rows of one key, only the first
+    /// ever seen is emitted (within a batch, the first in input order); nulls compare
+    /// equal. Output: the input's columns, unchanged. Works in Append and Update output
+    /// mode.
+    ///
+    /// State holds every key seen. With a watermark on the input, rows at or before the
+    /// previous batch's watermark are dropped as late; and when the watermarked column is
+    /// in `subset`, keys whose event time is at or before the watermark leave state, so it
+    /// stays bounded. Without the event-time column among the keys the state grows without
+    /// bound (as in Spark): prefer
+    /// [`drop_duplicates_within_watermark`](Self::drop_duplicates_within_watermark).
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] for a column of `subset` that does not exist or is a list.
+    /// At `start()`: an analysis error when this follows an aggregation.
+    pub fn drop_duplicates<I, S>(&self, subset: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.deduplicate(subset, false)
+    }
+
+    /// Drops rows whose `subset` columns (all columns when empty) equal those of an earlier
+    /// row still within the watermark (Spark 3.5's `dropDuplicatesWithinWatermark`): the
+    /// first row of a key is emitted and remembered until the watermark reaches its event
+    /// time plus the watermark delay (`expiry <= watermark`, µs); later rows of the key
+    /// are dropped meanwhile, even when their own event time differs. The event-time column
+    /// need not be in `subset`. Rows at or before the previous batch's watermark are
+    /// dropped as late. Output: the input's columns. Append and Update output mode.
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] for a column of `subset` that does not exist or is a list.
+    /// At `start()`: an analysis error when the input has no watermark (call
+    /// [`with_watermark`](Self::with_watermark) first) or this follows an aggregation.
+    pub fn drop_duplicates_within_watermark<I, S>(&self, subset: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.deduplicate(subset, true)
+    }
+}

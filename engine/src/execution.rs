@@ -225,6 +225,21 @@ impl Compiler<'_> {
                 self.ops.push(Box::new(op));
                 PhysNode::Stateful(vec![l, r], self.ops.len() - 1)
             }
+            LogicalPlan::Deduplicate { input, keys, within_watermark } => {
+                let aggregations_before = self.aggregations;
+                let inner = self.compile(input)?;
+                if self.aggregations > aggregations_before {
+                    let name = if *within_watermark { "dropDuplicatesWithinWatermark" } else { "dropDuplicates" };
+                    self.problems.push(format!(
+                        "{name} is not supported after aggregation on a streaming DataFrame: deduplicate \
+                         the rows before group_by"
+                    ));
+                }
+                let plan = crate::dedup::DedupPlan::new(input, keys, *within_watermark)?;
+                self.ops.push(Box::new(crate::dedup::StreamingDeduplicateExec::new(plan, self.next_store, self.partitions)));
+                self.next_store += 1;
+                PhysNode::Stateful(vec![inner], self.ops.len() - 1)
+            }
         })
     }
 }

@@ -13,6 +13,7 @@
 //! * [`dataframe`]: the API ([`Session`], [`StreamingDataFrame`], [`DataStreamWriter`]).
 //! * [`execution`]: the trigger loop and recovery (diagram there).
 //! * [`aggregate`]: incremental windowed aggregation with watermarks.
+//! * [`dedup`]: streaming deduplication (`drop_duplicates`, within a watermark or not).
 //! * [`state`]: the partitioned, versioned state store on the checkpoint.
 //! * [`source`] / [`sink`]: the extension traits. [`interop`]: Arrow ↔ Polars, zero-copy.
 //!
@@ -23,6 +24,7 @@
 pub mod aggregate;
 pub mod clock;
 pub mod dataframe;
+pub mod dedup;
 mod error;
 pub mod execution;
 mod format;

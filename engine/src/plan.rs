@@ -40,6 +40,9 @@ pub enum LogicalPlan {
     StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: JoinType },
     /// `group_by(keys).flat_map_groups_with_state(..)` / `map_groups_with_state(..)`.
     FlatMapGroupsWithState { input: Arc<LogicalPlan>, spec: GroupsWithStateSpec },
+    /// `drop_duplicates(keys)` or, with `within_watermark`,
+    /// `drop_duplicates_within_watermark(keys)`; empty `keys` mean all columns.
+    Deduplicate { input: Arc<LogicalPlan>, keys: Vec<String>, within_watermark: bool },
 }
 
 impl LogicalPlan {
@@ -50,6 +53,7 @@ impl LogicalPlan {
             LogicalPlan::Join { left, right, .. } => vec![left, right],
             LogicalPlan::StaticJoin { input, .. } => vec![input],
             LogicalPlan::FlatMapGroupsWithState { input, .. } => vec![input],
+            LogicalPlan::Deduplicate { input, .. } => vec![input],
             LogicalPlan::Select { input, .. }
             | LogicalPlan::WithColumns { input, .. }
             | LogicalPlan::Filter { input, .. }
@@ -107,6 +111,11 @@ impl LogicalPlan {
             LogicalPlan::FlatMapGroupsWithState { input, spec } => {
                 lazy(input)?.select(spec.keys.clone()).collect_schema()?;
                 spec.output_schema.clone()
+            }
+            LogicalPlan::Deduplicate { input, keys, .. } => {
+                let schema = input.schema()?;
+                crate::dedup::resolve_keys(&schema, keys)?;
+                schema
             }
         })
     }

@@ -432,3 +432,53 @@ fn user_activity_row(user: Option<&str>, a: &UserActivity) -> sluice::Result<Dat
         ],
     )?)
 }
+
+/// `event_id string, ts timestamp, v long` (the `dedup` job's input).
+pub fn dedup_schema() -> Schema {
+    schema(&[("event_id", DataType::String), ("ts", ts()), ("v", DataType::Int64)])
+}
+
+/// The `dedup` job: `withWatermark(ts, watermark)` (when given), then
+/// `dropDuplicates(keys)` (default `[event_id, ts]`) or, with `within_watermark`,
+/// `dropDuplicatesWithinWatermark(keys)` (default `[event_id]`). `keys` is a
+/// comma-separated list of columns.
+pub fn dedup(
+    events: StreamingDataFrame,
+    watermark: Option<&str>,
+    within_watermark: bool,
+    keys: Option<&str>,
+) -> anyhow::Result<StreamingDataFrame> {
+    let events = match watermark {
+        Some(w) => events.with_watermark("ts", w)?,
+        None => events,
+    };
+    let keys: Vec<&str> = match keys {
+        Some(k) => k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect(),
+        None if within_watermark => vec!["event_id"],
+        None => vec!["event_id", "ts"],
+    };
+    Ok(if within_watermark {
+        events.drop_duplicates_within_watermark(keys)?
+    } else {
+        events.drop_duplicates(keys)?
+    })
+}
+
+/// A boolean job parameter of a `case.json`: JSON `true`/`false` or the strings
+/// `"true"`/`"false"`; absent is `false`.
+pub fn bool_param(case: &serde_json::Value, name: &str) -> bool {
+    match &case["params"][name] {
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// The `dedup` job's optional `count_window` step: per `window(ts, window_len)`,
+/// `n = count(*)` and `v = sum(v)` of the deduplicated rows (an aggregation after a
+/// deduplication, both stateful).
+pub fn window_counts(deduplicated: StreamingDataFrame, window_len: &str) -> anyhow::Result<StreamingDataFrame> {
+    Ok(deduplicated
+        .group_by([window(col("ts"), window_len, None, None)?])
+        .agg([len().alias("n"), col("v").sum().alias("v")]))
+}

@@ -55,6 +55,13 @@ if job == "wiki_user_state":
             {"user": "object", "edits": "int64", "added": "int64", "first_edit": "datetime64[ns]", "last_edit": "datetime64[ns]"})
     res = ed.groupBy("user").applyInPandasWithState(activity, "user string, edits long, added long, first_edit timestamp, last_edit timestamp",
                                                     "edits long, added long, first long, last long", "append", GroupStateTimeout.EventTimeTimeout)
+if job == "dedup":
+    df = spark.readStream.schema("event_id string, ts timestamp, v long").option("maxFilesPerTrigger", 1).json(inp)
+    if params.get("watermark"): df = df.withWatermark("ts", params["watermark"])
+    within = str(params.get("within_watermark", False)).lower() == "true"
+    keys = params["keys"].split(",") if params.get("keys") else (["event_id"] if within else ["event_id", "ts"])
+    res = df.dropDuplicatesWithinWatermark(keys) if within else df.dropDuplicates(keys)
+    if params.get("count_window"): res = res.groupBy(F.window("ts", params["count_window"])).agg(F.count("*").alias("n"), F.sum("v").alias("v"))
 rows = []
 def fe(b, bid):
     for r in b.collect():
