@@ -54,16 +54,15 @@ fn main() -> anyhow::Result<()> {
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
 
-    if let Some(input) = &args.io.input {
-        // The oracle contract: batch-<id>.jsonl per micro-batch.
-        let output = args.io.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
-        let checkpoint = common::checkpoint_dir(&args.io.checkpoint, "dedup");
+    let contract = args.io.run_contract_if_given("dedup", mode, |input| {
         let events = common::json_source(&session, input, common::dedup_schema())?;
-        let mut result = common::dedup(events, args.watermark.as_deref(), args.within_watermark, args.keys.as_deref())?;
-        if let Some(w) = &args.count_window {
-            result = common::window_counts(result, w)?;
+        let result = common::dedup(events, args.watermark.as_deref(), args.within_watermark, args.keys.as_deref())?;
+        match &args.count_window {
+            Some(w) => common::window_counts(result, w),
+            None => Ok(result),
         }
-        common::run_contract(result, mode, &output, &checkpoint, ProgressDisplay::Off)?;
+    })?;
+    if contract {
         return Ok(());
     }
     walk_through(&session)

@@ -46,13 +46,10 @@ fn main() -> anyhow::Result<()> {
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
 
-    if let Some(input) = &args.io.input {
-        // The oracle contract: batch-<id>.jsonl per micro-batch.
-        let output = args.io.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
-        let checkpoint = common::checkpoint_dir(&args.io.checkpoint, "wiki-edits");
-        let edits = common::json_source(&session, input, common::wiki_schema())?;
-        let result = common::wiki_edits(edits, &args.window, &args.watermark)?;
-        common::run_contract(result, mode, &output, &checkpoint, ProgressDisplay::Off)?;
+    // The oracle contract: batch-<id>.jsonl per micro-batch.
+    if args.io.run_contract_if_given("wiki-edits", mode, |input| {
+        common::wiki_edits(common::json_source(&session, input, common::wiki_schema())?, &args.window, &args.watermark)
+    })? {
         return Ok(());
     }
 

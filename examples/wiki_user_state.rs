@@ -45,12 +45,10 @@ fn main() -> anyhow::Result<()> {
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
 
-    if let Some(input) = &args.io.input {
-        let output = args.io.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
-        let checkpoint = common::checkpoint_dir(&args.io.checkpoint, "wiki-user-state");
+    if args.io.run_contract_if_given("wiki-user-state", mode, |input| {
         let edits = common::json_source(&session, input, common::user_edits_schema())?;
-        let result = common::wiki_user_state(edits, args.timeout_minutes, &args.watermark)?;
-        common::run_contract(result, mode, &output, &checkpoint, ProgressDisplay::Off)?;
+        common::wiki_user_state(edits, args.timeout_minutes, &args.watermark)
+    })? {
         return Ok(());
     }
 

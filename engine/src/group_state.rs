@@ -770,13 +770,8 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
     }
 
     fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        let delta = match self.pending_delta.take() {
-            Some(d) => d,
-            None => self.delta_rows(&self.store.empty(), &[])?,
-        };
-        let written = self.store.commit(ckpt, version, &delta, &self.state)?;
         self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(vec![(self.store.op_id, written)])
+        Ok(vec![self.store.commit_batch(ckpt, version, self.pending_delta.take(), &self.state)?])
     }
 
     fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {

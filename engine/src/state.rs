@@ -186,6 +186,24 @@ impl StateStore {
         Ok(written)
     }
 
+    /// Commits one batch of an operator owning this store: writes `pending` (the batch's
+    /// delta; `None` when the batch changed nothing) as `version`, plus a snapshot of
+    /// `full` when due. Returns this store's id and the partitions that got a delta, the
+    /// entry of the commit log.
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit).
+    pub fn commit_batch(
+        &self,
+        ckpt: &Checkpoint,
+        version: u64,
+        pending: Option<DataFrame>,
+        full: &DataFrame,
+    ) -> Result<(usize, Vec<usize>)> {
+        let delta = pending.unwrap_or_else(|| self.empty());
+        Ok((self.op_id, self.commit(ckpt, version, &delta, full)?))
+    }
+
     /// Applies a delta to a state frame: removes the delta's keys, then appends its
     /// non-deleted rows.
     pub fn apply_delta(&self, state: DataFrame, delta: &DataFrame) -> Result<DataFrame> {

@@ -23,6 +23,24 @@ pub struct IoArgs {
     pub checkpoint: Option<PathBuf>,
 }
 
+impl IoArgs {
+    /// With `--input`: builds the job's query over it with `build`, runs it per the oracle
+    /// contract (`batch-<id>.jsonl` in `--output`, `--checkpoint` or a fresh temporary
+    /// folder) and returns `true`; without `--input`, `false` (the example narrates).
+    pub fn run_contract_if_given(
+        &self,
+        job: &str,
+        mode: OutputMode,
+        build: impl FnOnce(&Path) -> anyhow::Result<StreamingDataFrame>,
+    ) -> anyhow::Result<bool> {
+        let Some(input) = &self.input else { return Ok(false) };
+        let output = self.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
+        let checkpoint = checkpoint_dir(&self.checkpoint, job);
+        run_contract(build(input)?, mode, &output, &checkpoint, ProgressDisplay::Off)?;
+        Ok(true)
+    }
+}
+
 pub fn ts() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, None)
 }
