@@ -79,6 +79,10 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
             )
             .unwrap()
         }
+        "wiki_sessions" => {
+            let src = common::json_source(&session, &input, common::sessions_schema()).unwrap();
+            common::wiki_sessions(src, param(&case, "gap").unwrap(), param(&case, "watermark").unwrap()).unwrap()
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -166,6 +170,11 @@ fn p08_ad_join_left_outer() {
 #[test]
 fn p09_wiki_languages() {
     oracle("p09_wiki_languages");
+}
+
+#[test]
+fn p12_wiki_sessions() {
+    oracle("p12_wiki_sessions");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

@@ -13,6 +13,7 @@
 //! * [`dataframe`]: the API ([`Session`], [`StreamingDataFrame`], [`DataStreamWriter`]).
 //! * [`execution`]: the trigger loop and recovery (diagram there).
 //! * [`aggregate`]: incremental windowed aggregation with watermarks.
+//! * [`session`]: session-window aggregation (sessions merged across batches).
 //! * [`state`]: the partitioned, versioned state store on the checkpoint.
 //! * [`source`] / [`sink`]: the extension traits. [`interop`]: Arrow ↔ Polars, zero-copy.
 //!
@@ -35,6 +36,7 @@ pub mod operator;
 pub mod plan;
 pub mod progress;
 pub mod query;
+pub mod session;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -45,7 +47,7 @@ pub use dataframe::{
 };
 pub use error::{Result, SluiceError};
 pub use format::FileFormat;
-pub use functions::window;
+pub use functions::{session_window, window};
 pub use join::{interval, JoinType};
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};

@@ -350,3 +350,18 @@ pub mod wiki {
         Ok(files)
     }
 }
+
+/// `time timestamp, user string, added long` (the `wiki_sessions` job's input).
+pub fn sessions_schema() -> Schema {
+    schema(&[("time", ts()), ("user", DataType::String), ("added", DataType::Int64)])
+}
+
+/// The `wiki_sessions` job: per user, sessions of edits no more than `gap` apart
+/// (`groupBy(session_window(time, gap), user)`), with `edits = count(*)` and
+/// `added = sum(added)`, watermark on `time`.
+pub fn wiki_sessions(edits: StreamingDataFrame, gap: &str, watermark: &str) -> anyhow::Result<StreamingDataFrame> {
+    Ok(edits
+        .with_watermark("time", watermark)?
+        .group_by([session_window(col("time"), gap)?, col("user")])
+        .agg([len().alias("edits"), col("added").sum().alias("added")]))
+}

@@ -30,6 +30,9 @@ if job == "wiki_languages":
     ch = spark.read.option("header", True).schema("channel string, language string, project string").csv(inp + "/channels.csv")
     j = ed.join(ch, "channel", params["how"])
     res = j.groupBy(F.window("time", params["window"]), "language").agg(F.count("*").alias("edits"), F.sum("added").alias("added")) if params.get("window") else j
+if job == "wiki_sessions":
+    ed = spark.readStream.schema("time timestamp, user string, added long").option("maxFilesPerTrigger", 1).json(inp).withWatermark("time", params["watermark"])
+    res = ed.groupBy(F.session_window("time", params["gap"]), "user").agg(F.count("*").alias("edits"), F.sum("added").alias("added"))
 rows = []
 def fe(b, bid):
     for r in b.collect():
