@@ -158,7 +158,7 @@ impl SessionWindowAggregateExec {
             .lazy()
             .group_by([col(SESSION_ID)])
             .agg(aggs)
-            .select(names.into_iter().map(|n| col(n)).collect::<Vec<_>>())
+            .select(names.into_iter().map(col).collect::<Vec<_>>())
             .collect()?)
     }
 
