@@ -152,7 +152,7 @@ fn frames() -> Vec<Vec<(&'static str, Option<i64>, i64)>> {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let user = ["ann", "bob", "cid", "dee", "eve"][(x >> 20) as usize % 5];
             let jitter = (x >> 33) as i64 % 25;
-            let t = if (x >> 45) % 37 == 0 { None } else { Some(b * 12 + i - jitter) };
+            let t = if (x >> 45).is_multiple_of(37) { None } else { Some(b * 12 + i - jitter) };
             rows.push((user, t, ((x >> 40) % 100) as i64));
         }
         out.push(rows);
