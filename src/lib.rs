@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_engine as engine;
 pub use sluice_engine::{
-    interval, window, DataStreamReader, DataStreamWriter, JoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
+    interval, session_window, window, DataStreamReader, DataStreamWriter, JoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
     StreamingQuery, StreamingQueryProgress, Trigger,
 };
 pub use sluice_sinks as sinks;
@@ -56,8 +56,8 @@ use sluice_sinks::{ConsoleSink, MemoryTable};
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
-        interval, window, Clock, GroupKey, GroupState, GroupStateTimeout, JoinType as StreamJoinType, ManualClock,
-        OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
+        interval, session_window, window, Clock, GroupKey, GroupState, GroupStateTimeout, JoinType as StreamJoinType,
+        ManualClock, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
     };
 
     pub use sluice_sources::{from_json, to_json};

@@ -93,6 +93,10 @@ fn run_case_in(case_dir: &Path) -> (PathBuf, PathBuf, Vec<StreamingQueryProgress
                 None => d,
             }
         }
+        "wiki_sessions" => {
+            let src = common::json_source(&session, &input, common::user_edits_schema()).unwrap();
+            common::wiki_sessions(src, param(&case, "gap").unwrap(), param(&case, "watermark").unwrap()).unwrap()
+        }
         other => panic!("job {other} is not part of this suite"),
     };
     let progress = common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off).unwrap();
@@ -195,6 +199,11 @@ fn p10_dedup() {
 #[test]
 fn p11_dedup_within_watermark() {
     oracle("p11_dedup_within_watermark");
+}
+
+#[test]
+fn p12_wiki_sessions() {
+    oracle("p12_wiki_sessions");
 }
 
 /// More parameters of the same jobs, computed by Spark 3.5.9 (`tests/oracle/extra`).

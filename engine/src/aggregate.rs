@@ -50,7 +50,8 @@ pub struct EventTimeKey {
     /// Output column name of the key.
     pub column: String,
     /// For a window key (held in state as its start, µs), the window length in µs: the
-    /// group's event time is `start + length`. `None` for a timestamp key.
+    /// group's event time is `start + length`. `None` for a timestamp key. For a session
+    /// window, `column` is the state column [`SESSION_END`] (Int64 µs) and this is `Some(0)`.
     pub window_duration_us: Option<i64>,
 }
 
@@ -63,12 +64,23 @@ struct WindowKey {
     spec: crate::functions::WindowSpec,
 }
 
+/// The state column holding a session's end (Int64 µs); the session key column holds its
+/// start.
+pub const SESSION_END: &str = "__session_end_us";
+
+#[derive(Clone)]
+struct SessionKey {
+    name: String,
+    spec: crate::functions::SessionWindowSpec,
+}
+
 /// A planned streaming aggregation: partial, combine and final expressions, schemas.
 #[derive(Clone)]
 pub struct AggregatePlan {
     key_exprs: Vec<Expr>,
     key_names: Vec<String>,
     window: Option<WindowKey>,
+    session: Option<SessionKey>,
     partials: Vec<Partial>,
     partial_exprs: Vec<Expr>,
     combine_exprs: Vec<Expr>,
@@ -104,16 +116,30 @@ impl AggregatePlan {
         let mut key_names = Vec::new();
         let mut key_exprs = Vec::new();
         let mut window = None;
+        let mut session: Option<SessionKey> = None;
+        let cartesian = || {
+            SluiceError::analysis(
+                "Multiple time/session window expressions would result in a cartesian product of rows, \
+                 therefore they are currently not supported: group by one window() or session_window()",
+            )
+        };
         for k in keys {
-            let (name, is_window) = match crate::functions::window_spec(k) {
-                Some((spec, name)) => {
-                    if window.is_some() {
-                        return Err(SluiceError::analysis("at most one window() per group_by"));
+            let (name, is_window) = match (crate::functions::window_spec(k), crate::functions::session_window_spec(k)) {
+                (Some((spec, name)), _) => {
+                    if window.is_some() || session.is_some() {
+                        return Err(cartesian());
                     }
                     window = Some(WindowKey { name: name.clone(), spec });
                     (name, true)
                 }
-                None => (expr_output_name(k)?.to_string(), false),
+                (None, Some((spec, name))) => {
+                    if window.is_some() || session.is_some() {
+                        return Err(cartesian());
+                    }
+                    session = Some(SessionKey { name: name.clone(), spec });
+                    (name, true)
+                }
+                (None, None) => (expr_output_name(k)?.to_string(), false),
             };
             if key_names.contains(&name) {
                 return Err(SluiceError::analysis(format!("grouping key {name:?} appears twice")));
@@ -122,6 +148,12 @@ impl AggregatePlan {
                 key_exprs.push(k.clone().alias(name.as_str()));
             }
             key_names.push(name);
+        }
+        if session.is_some() && keys.len() < 2 {
+            return Err(SluiceError::analysis(
+                "a session_window() needs another grouping key beside it (Spark: \"Grouping key must be \
+                 specified when using sessionWindow\"): group by e.g. session_window(time, gap) and a user column",
+            ));
         }
         let key_df = empty.clone().lazy().with_columns(key_exprs.clone()).collect()?;
         if let Some(c) = key_df.columns().iter().find(|c| matches!(c.dtype(), DataType::List(_))) {
@@ -135,6 +167,7 @@ impl AggregatePlan {
             key_exprs,
             key_names: key_names.clone(),
             window,
+            session,
             partials: vec![],
             partial_exprs: vec![],
             combine_exprs: vec![],
@@ -175,12 +208,17 @@ impl AggregatePlan {
 
         // The event-time key: a key computed from a watermarked column.
         for (k, name) in keys.iter().zip(&key_names) {
-            let (roots, window_duration_us) = match &plan.window {
-                Some(w) if &w.name == name => (expr_to_leaf_column_names(&w.spec.time), Some(w.spec.duration_us)),
-                _ => (expr_to_leaf_column_names(k), None),
+            let (roots, window_duration_us, column) = match (&plan.window, &plan.session) {
+                (Some(w), _) if &w.name == name => {
+                    (expr_to_leaf_column_names(&w.spec.time), Some(w.spec.duration_us), name.to_string())
+                }
+                (_, Some(s)) if &s.name == name => {
+                    (expr_to_leaf_column_names(&s.spec.time), Some(0), SESSION_END.to_string())
+                }
+                _ => (expr_to_leaf_column_names(k), None, name.to_string()),
             };
             if roots.iter().any(|r| watermark_columns.iter().any(|w| w.as_str() == r.as_str())) {
-                plan.event_time_key = Some(EventTimeKey { column: name.to_string(), window_duration_us });
+                plan.event_time_key = Some(EventTimeKey { column, window_duration_us });
                 break;
             }
         }
@@ -292,10 +330,25 @@ impl AggregatePlan {
         &self.key_names
     }
 
+    /// For a `group_by` with a [`session_window`](crate::functions::session_window) key:
+    /// the key's column name (holding the session start, Int64 µs, in state) and the gap
+    /// in µs.
+    pub fn session_window(&self) -> Option<(&str, i64)> {
+        self.session.as_ref().map(|s| (s.name.as_str(), s.spec.gap_us))
+    }
+
+    /// Expressions combining partial columns `__p<i>` of rows of one group (sum of counts
+    /// and sums, min, max, first, last), one per partial, named as the partial.
+    pub(crate) fn combine_exprs(&self) -> &[Expr] {
+        &self.combine_exprs
+    }
+
     /// Evaluates keys and the partial aggregates of `input`: one row per key. A window key
     /// is computed as Spark's Expand: for each of the `ceil(length / slide)` windows a row
     /// may fall in, a copy of the input keyed by that window's start (Int64 µs), keeping
-    /// the rows the window contains; rows with a null event time get no window.
+    /// the rows the window contains; rows with a null event time get no window. A session
+    /// key is the row's event time (Int64 µs, the start of its own session) and the rows
+    /// get a last column [`SESSION_END`] = start + gap (µs).
     pub fn partial_aggregate(&self, input: &DataFrame) -> Result<DataFrame> {
         let mut lf = input.clone().lazy();
         if !self.key_exprs.is_empty() {
@@ -324,8 +377,14 @@ impl AggregatePlan {
                 concat(copies, UnionArgs::default())?
             };
         }
+        let mut aggs = self.partial_exprs.clone();
+        if let Some(s) = &self.session {
+            let ts = s.spec.time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+            lf = lf.with_column(ts.alias(s.name.as_str())).filter(col(s.name.as_str()).is_not_null());
+            aggs.push((col(s.name.as_str()) + lit(s.spec.gap_us)).max().alias(SESSION_END));
+        }
         let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
-        Ok(lf.group_by(keys).agg(self.partial_exprs.clone()).collect()?)
+        Ok(lf.group_by(keys).agg(aggs).collect()?)
     }
 
     /// Final output rows (keys, aggregates) for state rows.
@@ -334,10 +393,15 @@ impl AggregatePlan {
         let mut exprs: Vec<Expr> = self
             .key_names
             .iter()
-            .map(|k| match &self.window {
-                Some(w) if &w.name == k => as_struct(vec![
+            .map(|k| match (&self.window, &self.session) {
+                (Some(w), _) if &w.name == k => as_struct(vec![
                     col(k.as_str()).cast(dt.clone()).alias("start"),
                     (col(k.as_str()) + lit(w.spec.duration_us)).cast(dt.clone()).alias("end"),
+                ])
+                .alias(k.as_str()),
+                (_, Some(s)) if &s.name == k => as_struct(vec![
+                    col(k.as_str()).cast(dt.clone()).alias("start"),
+                    col(SESSION_END).cast(dt.clone()).alias("end"),
                 ])
                 .alias(k.as_str()),
                 _ => col(k.as_str()),
@@ -369,7 +433,7 @@ impl AggregatePlan {
     }
 
     /// `true` for rows whose event time is at or before `watermark_ms` (never null).
-    fn expired(&self, df: &DataFrame, key: &EventTimeKey, watermark_ms: i64) -> Result<BooleanChunked> {
+    pub(crate) fn expired(&self, df: &DataFrame, key: &EventTimeKey, watermark_ms: i64) -> Result<BooleanChunked> {
         let limit = watermark_ms.saturating_mul(1000);
         let c = df.column(&key.column)?.as_materialized_series();
         let mask = match key.window_duration_us {

@@ -125,7 +125,13 @@ impl Compiler<'_> {
                 }
                 let store = self.next_store;
                 self.next_store += 1;
-                self.ops.push(Box::new(StreamingAggregateExec::new(agg, store, self.partitions, self.mode)));
+                if agg.session_window().is_some() {
+                    self.problems.extend(crate::session::analysis_problems(&agg, self.mode));
+                    let op = crate::session::SessionWindowAggregateExec::new(agg, store, self.partitions, self.mode)?;
+                    self.ops.push(Box::new(op));
+                } else {
+                    self.ops.push(Box::new(StreamingAggregateExec::new(agg, store, self.partitions, self.mode)));
+                }
                 PhysNode::Stateful(vec![inner], self.ops.len() - 1)
             }
             LogicalPlan::FlatMapGroupsWithState { input, spec } => {

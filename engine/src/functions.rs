@@ -1,4 +1,5 @@
-//! Streaming functions beside Polars' own: [`window`] (Spark's `window`).
+//! Streaming functions beside Polars' own: [`window`] (Spark's `window`) and
+//! [`session_window`] (Spark's `session_window`).
 
 use std::sync::Mutex;
 
@@ -40,6 +41,8 @@ pub fn window_spec(e: &Expr) -> Option<(WindowSpec, String)> {
     if let Some(spec) = find(e) {
         return Some((spec, WINDOW_COLUMN.to_string()));
     }
+    // Not reentrant: release the lock before looking inside an alias.
+    drop(registry);
     match e {
         Expr::Alias(inner, name) => window_spec(inner).map(|(spec, _)| (spec, name.to_string())),
         _ => None,
@@ -112,6 +115,73 @@ pub fn window(time: Expr, duration: &str, slide: Option<&str>, start_time: Optio
     };
     let spec = WindowSpec { time, duration_us: d, slide_us: s, start_us: o };
     let mut registry = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
+    if !registry.iter().any(|(e, _)| *e == expr) {
+        registry.push((expr.clone(), spec));
+    }
+    Ok(expr)
+}
+
+/// The name of the column [`session_window`] produces, as in Spark.
+pub const SESSION_WINDOW_COLUMN: &str = "session_window";
+
+/// The parameters of a [`session_window`] expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionWindowSpec {
+    /// The event-time expression.
+    pub time: Expr,
+    /// The gap, µs: a row at `t` opens the session `[t, t + gap)`.
+    pub gap_us: i64,
+}
+
+/// Every expression built by [`session_window`], with its parameters, so that a
+/// streaming aggregation can recognise a session key (as [`window_spec`] does for windows).
+static SESSIONS: Mutex<Vec<(Expr, SessionWindowSpec)>> = Mutex::new(Vec::new());
+
+/// The session parameters of `e` if it is (an alias of) a [`session_window`] expression,
+/// with the output name it is given.
+pub fn session_window_spec(e: &Expr) -> Option<(SessionWindowSpec, String)> {
+    let registry = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, spec)) = registry.iter().find(|(s, _)| s == e) {
+        return Some((spec.clone(), SESSION_WINDOW_COLUMN.to_string()));
+    }
+    drop(registry);
+    match e {
+        Expr::Alias(inner, name) => session_window_spec(inner).map(|(spec, _)| (spec, name.to_string())),
+        _ => None,
+    }
+}
+
+/// Spark's `session_window(timeColumn, gapDuration)` with a static gap: session windows
+/// of event time, for use as a `group_by` key beside at least one other key.
+///
+/// * `gap` is a Spark interval string (`"10 minutes"`).
+/// * Each row opens the window `[t, t + gap)`; in a streaming aggregation the windows of
+///   one group key that overlap or touch (a start at or before the running end, Spark's
+///   `MergingSessionsIterator`) merge into one session, across micro-batches too.
+/// * As an expression on its own it is a struct column `session_window {start, end}` of
+///   UTC timestamps (µs) holding the row's own `[t, t + gap)`, null for a null `t`; rows
+///   with a null event time are dropped by the aggregation.
+///
+/// # Errors
+/// [`SluiceError::InvalidArgument`] for an unparsable or non-positive gap (Spark would
+/// silently drop every row, as their windows are empty).
+pub fn session_window(time: Expr, gap: &str) -> Result<Expr> {
+    let g = parse_interval_micros(gap)?;
+    if g <= 0 {
+        return Err(SluiceError::InvalidArgument(format!(
+            "the session gap ({gap}) must be greater than 0: a row's session is [time, time + gap)"
+        )));
+    }
+    let ts = time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+    let expr = when(ts.clone().is_not_null())
+        .then(as_struct(vec![
+            micros_to_ts(ts.clone()).alias("start"),
+            micros_to_ts(ts + lit(g)).alias("end"),
+        ]))
+        .otherwise(lit(NULL))
+        .alias(SESSION_WINDOW_COLUMN);
+    let spec = SessionWindowSpec { time, gap_us: g };
+    let mut registry = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
     if !registry.iter().any(|(e, _)| *e == expr) {
         registry.push((expr.clone(), spec));
     }

@@ -14,6 +14,7 @@
 //! * [`execution`]: the trigger loop and recovery (diagram there).
 //! * [`aggregate`]: incremental windowed aggregation with watermarks.
 //! * [`dedup`]: streaming deduplication (`drop_duplicates`, within a watermark or not).
+//! * [`session`]: session-window aggregation (sessions merged across batches).
 //! * [`state`]: the partitioned, versioned state store on the checkpoint.
 //! * [`source`] / [`sink`]: the extension traits. [`interop`]: Arrow ↔ Polars, zero-copy.
 //!
@@ -39,6 +40,7 @@ pub mod operator;
 pub mod plan;
 pub mod progress;
 pub mod query;
+pub mod session;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -49,9 +51,9 @@ pub use dataframe::{
 };
 pub use error::{Result, SluiceError};
 pub use format::FileFormat;
-pub use functions::window;
-pub use group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use functions::{session_window, window};
+pub use group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use join::{interval, JoinType};
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};

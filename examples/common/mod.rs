@@ -500,3 +500,13 @@ pub fn window_counts(deduplicated: StreamingDataFrame, window_len: &str) -> anyh
         .group_by([window(col("ts"), window_len, None, None)?])
         .agg([len().alias("n"), col("v").sum().alias("v")]))
 }
+
+/// The `wiki_sessions` job: per user, sessions of edits no more than `gap` apart
+/// (`groupBy(session_window(time, gap), user)`), with `edits = count(*)` and
+/// `added = sum(added)`, watermark on `time`.
+pub fn wiki_sessions(edits: StreamingDataFrame, gap: &str, watermark: &str) -> anyhow::Result<StreamingDataFrame> {
+    Ok(edits
+        .with_watermark("time", watermark)?
+        .group_by([session_window(col("time"), gap)?, col("user")])
+        .agg([len().alias("edits"), col("added").sum().alias("added")]))
+}

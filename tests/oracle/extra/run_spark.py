@@ -62,6 +62,9 @@ if job == "dedup":
     keys = params["keys"].split(",") if params.get("keys") else (["event_id"] if within else ["event_id", "ts"])
     res = df.dropDuplicatesWithinWatermark(keys) if within else df.dropDuplicates(keys)
     if params.get("count_window"): res = res.groupBy(F.window("ts", params["count_window"])).agg(F.count("*").alias("n"), F.sum("v").alias("v"))
+if job == "wiki_sessions":
+    ed = spark.readStream.schema("time timestamp, user string, added long").option("maxFilesPerTrigger", 1).json(inp).withWatermark("time", params["watermark"])
+    res = ed.groupBy(F.session_window("time", params["gap"]), "user").agg(F.count("*").alias("edits"), F.sum("added").alias("added"))
 rows = []
 def fe(b, bid):
     for r in b.collect():

@@ -1,0 +1,307 @@
+//! `SessionWindowAggregateExec`: streaming aggregation over
+//! [`session_window`](crate::functions::session_window) keys (Spark's
+//! `SessionWindowStateStoreRestoreExec` + `MergingSessionsExec` +
+//! `SessionWindowStateStoreSaveExec`).
+//!
+//! State holds one row per session: the other group keys, the session start (the key
+//! column, Int64 µs), the partial aggregates `__p<i>` of its rows and its end
+//! ([`SESSION_END`], Int64 µs); it is keyed by (group keys, start). Per batch:
+//!
+//! ```text
+//! input rows ──drop null event time; key = (keys, t); end = t + gap──► partial group-by
+//!   ──drop late rows (end <= watermark for late events)──►
+//!   state sessions of the keys in the batch + new rows
+//!   ──sort by (keys, start); a row opens a new session when its start is after the
+//!     running max of the ends before it (touching sessions merge)──►
+//!   group-by session: start = min, end = max, combine partials──► merged sessions
+//!   ──replace the keys' old sessions (delta: upsert merged rows that took new rows,
+//!     delete absorbed starts)──►
+//!   evict (append only: end <= watermark for eviction)──►
+//! output: append = finalized evicted sessions; complete = finalized whole state
+//! ```
+//! Spark 3.5 rejects update mode for session windows ("Update output mode not supported
+//! for session window on streaming DataFrames/DataSets"), and so does Sluice at
+//! `start()`. In complete mode late rows are still dropped (Spark's restore operator
+//! filters them), but nothing is evicted. A merge is associative: it combines partial
+//! aggregates with the [`AggregatePlan`]'s combine expressions, so a row bridging two
+//! stored sessions joins both into one.
+//!
+//! Everything is a Polars operation over whole columns except the running max of session
+//! ends, a single pass over the sorted Int64 columns (Polars' `cum_max` is behind its
+//! `cum_agg` feature, which this build does not enable).
+
+use polars::prelude::*;
+use sluice_checkpoint::Checkpoint;
+
+use crate::aggregate::{AggregatePlan, SESSION_END};
+use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{StateStore, DELETED_COLUMN};
+use crate::{OutputMode, Result, SluiceError};
+
+const UPDATED: &str = "__updated";
+const SESSION_ID: &str = "__session_id";
+
+/// The analysis problems of a session-window aggregation in `mode` (Spark's rules):
+/// update mode is not supported. (Append without a watermark is the aggregation's rule,
+/// checked by the compiler for every aggregation.)
+pub fn analysis_problems(plan: &AggregatePlan, mode: OutputMode) -> Vec<String> {
+    let mut out = Vec::new();
+    if plan.session_window().is_some() && mode == OutputMode::Update {
+        out.push(
+            "Update output mode not supported for session window on streaming DataFrames/DataSets: a \
+             session's start moves when sessions merge, so an updated row cannot replace the previous one; \
+             use Append output mode (with a watermark) or Complete output mode"
+                .into(),
+        );
+    }
+    out
+}
+
+/// The physical session-window aggregation operator (see the module docs).
+pub struct SessionWindowAggregateExec {
+    plan: AggregatePlan,
+    store: StateStore,
+    mode: OutputMode,
+    /// The grouping keys without the session key.
+    group_keys: Vec<String>,
+    /// The session key column (its start, Int64 µs).
+    start: String,
+    gap_us: i64,
+    state: DataFrame,
+    pending_delta: Option<DataFrame>,
+    progress: StateOperatorProgress,
+}
+
+fn join_args(how: JoinType) -> JoinArgs {
+    let mut args = JoinArgs::new(how);
+    args.nulls_equal = true;
+    args
+}
+
+fn cols(names: &[String]) -> Vec<Expr> {
+    names.iter().map(|k| col(k.as_str())).collect()
+}
+
+impl SessionWindowAggregateExec {
+    /// A new operator with empty state (call [`StatefulOperator::restore`] to load).
+    ///
+    /// # Errors
+    /// [`SluiceError::Internal`] when `plan` has no session window key.
+    pub fn new(plan: AggregatePlan, op_id: usize, partitions: usize, mode: OutputMode) -> Result<Self> {
+        let (start, gap_us) = plan
+            .session_window()
+            .map(|(s, g)| (s.to_string(), g))
+            .ok_or_else(|| SluiceError::Internal("a session-window aggregation without session_window()".into()))?;
+        let group_keys: Vec<String> = plan.key_names().iter().filter(|k| **k != start).cloned().collect();
+        let store = StateStore {
+            op_id,
+            partitions,
+            key_columns: plan.key_names().to_vec(),
+            schema: plan.state_schema.clone(),
+            snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
+        };
+        let state = store.empty();
+        Ok(SessionWindowAggregateExec {
+            plan,
+            store,
+            mode,
+            group_keys,
+            start,
+            gap_us,
+            state,
+            pending_delta: None,
+            progress: StateOperatorProgress::new("sessionWindowStateStoreSaveExec"),
+        })
+    }
+
+    /// Late filtering applies in every mode when the session's time is watermarked.
+    fn late_key(&self) -> Option<&crate::aggregate::EventTimeKey> {
+        self.plan.event_time_key.as_ref()
+    }
+
+    /// Eviction applies in append mode only (complete keeps every session).
+    fn evicts(&self) -> bool {
+        self.mode == OutputMode::Append && self.plan.event_time_key.is_some()
+    }
+
+    /// Merges the sessions of `old` (stored, disjoint per key) with `new` (partial rows of
+    /// this batch): returns every resulting session of their keys, with a last column
+    /// `__updated` telling whether it took rows of `new`.
+    pub(crate) fn merge_sessions(&self, old: &DataFrame, new: &DataFrame) -> Result<DataFrame> {
+        let mut sort_by = self.group_keys.clone();
+        sort_by.push(self.start.clone());
+        let sorted = concat(
+            [
+                old.clone().lazy().with_column(lit(false).alias(UPDATED)),
+                new.clone().lazy().with_column(lit(true).alias(UPDATED)),
+            ],
+            UnionArgs::default(),
+        )?
+        .sort(sort_by, SortMultipleOptions::default())
+        .with_column(self.key_changes().alias("__key_changed"))
+        .collect()?;
+        let ids: Vec<u32> = session_ids(
+            sorted.column(&self.start)?.as_materialized_series().i64()?,
+            sorted.column(SESSION_END)?.as_materialized_series().i64()?,
+            sorted.column("__key_changed")?.as_materialized_series().bool()?,
+        );
+        let mut aggs: Vec<Expr> = cols(&self.group_keys).into_iter().map(|k| k.first()).collect();
+        aggs.push(col(self.start.as_str()).min());
+        aggs.extend(self.plan.combine_exprs().iter().cloned());
+        aggs.push(col(SESSION_END).max());
+        aggs.push(col(UPDATED).max());
+        let mut names: Vec<PlSmallStr> = self.store.schema.iter_names().cloned().collect();
+        names.push(UPDATED.into());
+        let mut sorted = sorted;
+        sorted.with_column(Column::new(SESSION_ID.into(), ids))?;
+        Ok(sorted
+            .lazy()
+            .group_by([col(SESSION_ID)])
+            .agg(aggs)
+            .select(names.into_iter().map(col).collect::<Vec<_>>())
+            .collect()?)
+    }
+
+    /// `true` where the group keys differ from the previous row's (nulls equal).
+    fn key_changes(&self) -> Expr {
+        self.group_keys
+            .iter()
+            .map(|k| col(k.as_str()).neq_missing(col(k.as_str()).shift(lit(1))))
+            .reduce(|a, b| a.or(b))
+            .unwrap_or(lit(false))
+    }
+}
+
+/// Session ids of rows sorted by (keys, start): a row opens a new session at a key change
+/// or when its start is after the running max of the ends of its key's rows before it.
+fn session_ids(start: &Int64Chunked, end: &Int64Chunked, key_changed: &BooleanChunked) -> Vec<u32> {
+    let mut ids = Vec::with_capacity(start.len());
+    let mut id = 0u32;
+    let mut run_end = i64::MIN;
+    let rows = start.iter().zip(end.iter()).zip(key_changed.iter());
+    for (i, ((s, e), changed)) in rows.enumerate() {
+        let (s, e) = (s.unwrap_or(i64::MIN), e.unwrap_or(i64::MIN));
+        if i > 0 && (changed.unwrap_or(false) || s > run_end) {
+            id += 1;
+            run_end = i64::MIN;
+        }
+        run_end = run_end.max(e);
+        ids.push(id);
+    }
+    ids
+}
+
+impl StatefulOperator for SessionWindowAggregateExec {
+    fn name(&self) -> &'static str {
+        "SessionWindowAggregateExec"
+    }
+
+    fn state_description(&self) -> serde_json::Value {
+        serde_json::json!({
+            "operator": self.name(),
+            "keys": self.plan.key_names(),
+            "sessionWindow": {"column": self.start, "gapUs": self.gap_us},
+            "stateSchema": self.plan.state_schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
+        })
+    }
+
+    fn state_store_ids(&self) -> Vec<usize> {
+        vec![self.store.op_id]
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
+        self.state = self.store.load(ckpt, version)?;
+        Ok(())
+    }
+
+    fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
+        let input = inputs.pop().ok_or_else(|| SluiceError::Internal("session aggregate without input".into()))?;
+        let mut partial = self.plan.partial_aggregate(&input)?;
+        let mut dropped = 0;
+        if let (Some(key), Some(wm)) = (self.late_key(), ctx.watermark_for_late_events_ms) {
+            let late = self.plan.expired(&partial, key, wm)?;
+            dropped = late.sum().unwrap_or(0) as usize;
+            if dropped > 0 {
+                partial = partial.filter(&!&late)?;
+            }
+        }
+        let mut state_key = self.group_keys.clone();
+        state_key.push(self.start.clone());
+        let keys = cols(&self.group_keys);
+        let (mut state, upserts, absorbed) = if partial.height() > 0 {
+            let touched_keys = partial.clone().lazy().select(keys.clone());
+            let old = self.state.clone().lazy();
+            let touched = old
+                .clone()
+                .join(touched_keys.clone(), keys.clone(), keys.clone(), join_args(JoinType::Semi))
+                .collect()?;
+            let untouched = old.join(touched_keys, keys.clone(), keys.clone(), join_args(JoinType::Anti));
+            let merged = self.merge_sessions(&touched, &partial)?;
+            let sk = cols(&state_key);
+            // Old sessions whose start is no longer a session's start were absorbed.
+            let absorbed = touched
+                .clone()
+                .lazy()
+                .join(merged.clone().lazy().select(sk.clone()), sk.clone(), sk, join_args(JoinType::Anti))
+                .collect()?;
+            let mask = merged.column(UPDATED)?.bool()?.clone();
+            let merged = merged.drop(UPDATED)?;
+            let upserts = merged.filter(&mask)?;
+            let state = concat([untouched, merged.lazy()], UnionArgs::default())?.collect()?;
+            (state, upserts, absorbed)
+        } else {
+            (self.state.clone(), self.store.empty(), self.store.empty())
+        };
+        let updated_rows = upserts.height();
+        let mut upserts = upserts;
+        let mut evicted = self.store.empty();
+        if let (true, Some(key), Some(wm)) = (self.evicts(), self.plan.event_time_key.clone(), ctx.watermark_for_eviction_ms) {
+            let expired = self.plan.expired(&state, &key, wm)?;
+            if expired.any() {
+                evicted = state.filter(&expired)?;
+                state = state.filter(&!&expired)?;
+                let gone = self.plan.expired(&upserts, &key, wm)?;
+                upserts = upserts.filter(&!&gone)?;
+            }
+        }
+        let output = match self.mode {
+            OutputMode::Complete => self.plan.finalize(&state)?,
+            _ => self.plan.finalize(&evicted)?,
+        };
+        let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
+            let mut df = df.clone();
+            df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
+            Ok(df)
+        };
+        let mut delta = flag(&upserts, false)?;
+        delta.vstack_mut_owned(flag(&absorbed, true)?)?;
+        delta.vstack_mut_owned(flag(&evicted, true)?)?;
+        self.progress.num_rows_updated = updated_rows as u64;
+        self.progress.num_rows_removed = (absorbed.height() + evicted.height()) as u64;
+        self.progress.num_rows_dropped_by_watermark = dropped as u64;
+        self.progress.num_rows_total = state.height() as u64;
+        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        self.state = state;
+        self.pending_delta = Some(delta);
+        Ok(output)
+    }
+
+    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
+        let delta = self.pending_delta.take().unwrap_or_else(|| self.store.empty());
+        let written = self.store.commit(ckpt, version, &delta, &self.state)?;
+        self.progress.num_state_partitions = self.store.partitions as u64;
+        Ok(vec![(self.store.op_id, written)])
+    }
+
+    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
+        self.store.purge(ckpt, keep_from_version)
+    }
+
+    fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
+        self.evicts() && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
+    }
+
+    fn progress(&self) -> StateOperatorProgress {
+        self.progress.clone()
+    }
+}
