@@ -22,7 +22,7 @@ use polars_plan::utils::{expr_output_name, expr_to_leaf_column_names};
 use sluice_checkpoint::Checkpoint;
 
 use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::state::{StateStore, DELETED_COLUMN};
+use crate::state::{delta_of, StateStore};
 use crate::{OutputMode, Result, SluiceError};
 
 const UPDATED: &str = "__updated";
@@ -432,6 +432,30 @@ impl AggregatePlan {
         Ok((new_state, updated))
     }
 
+    /// [`partial_aggregate`](Self::partial_aggregate) of `input` without the groups that
+    /// are late: event time (per `key`) at or before `late_watermark_ms`, the previous
+    /// batch's watermark. Returns the partials and the number of late groups dropped
+    /// (Spark counts groups after partial aggregation). Without key or watermark, nothing
+    /// is late.
+    ///
+    /// # Errors
+    /// As `partial_aggregate`.
+    pub fn partial_aggregate_on_time(
+        &self,
+        input: &DataFrame,
+        key: Option<&EventTimeKey>,
+        late_watermark_ms: Option<i64>,
+    ) -> Result<(DataFrame, u64)> {
+        let partial = self.partial_aggregate(input)?;
+        let (Some(key), Some(wm)) = (key, late_watermark_ms) else { return Ok((partial, 0)) };
+        let late = self.expired(&partial, key, wm)?;
+        let dropped = late.sum().unwrap_or(0) as u64;
+        if dropped == 0 {
+            return Ok((partial, 0));
+        }
+        Ok((partial.filter(&!&late)?, dropped))
+    }
+
     /// `true` for rows whose event time is at or before `watermark_ms` (never null).
     pub(crate) fn expired(&self, df: &DataFrame, key: &EventTimeKey, watermark_ms: i64) -> Result<BooleanChunked> {
         let limit = watermark_ms.saturating_mul(1000);
@@ -514,15 +538,8 @@ impl StatefulOperator for StreamingAggregateExec {
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
         let input = inputs.pop().ok_or_else(|| SluiceError::Internal("aggregate without input".into()))?;
-        let mut partial = self.plan.partial_aggregate(&input)?;
-        let mut dropped = 0;
-        if let (Some(key), Some(wm)) = (self.watermarked(), ctx.watermark_for_late_events_ms) {
-            let late = self.plan.expired(&partial, key, wm)?;
-            dropped = late.sum().unwrap_or(0) as usize;
-            if dropped > 0 {
-                partial = partial.filter(&!&late)?;
-            }
-        }
+        let (partial, dropped) =
+            self.plan.partial_aggregate_on_time(&input, self.watermarked(), ctx.watermark_for_late_events_ms)?;
         let (mut state, updated) = if partial.height() > 0 {
             self.plan.merge(&self.state, &partial)?
         } else {
@@ -546,18 +563,8 @@ impl StatefulOperator for StreamingAggregateExec {
             OutputMode::Complete => self.plan.finalize(&state)?,
         };
         // The delta: rows upserted into state, then evicted keys.
-        let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
-            let mut df = df.clone();
-            df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
-            Ok(df)
-        };
-        let mut delta = flag(&upserts, false)?;
-        delta.vstack_mut_owned(flag(&evicted, true)?)?;
-        self.progress.num_rows_updated = updated.height() as u64;
-        self.progress.num_rows_removed = evicted.height() as u64;
-        self.progress.num_rows_dropped_by_watermark = dropped as u64;
-        self.progress.num_rows_total = state.height() as u64;
-        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        let delta = delta_of(&upserts, &[&evicted])?;
+        self.progress.record_batch(updated.height() as u64, evicted.height() as u64, dropped, &state);
         self.state = state;
         self.pending_delta = Some(delta);
         Ok(output)

@@ -31,7 +31,7 @@ use sluice_checkpoint::Checkpoint;
 
 use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
 use crate::plan::LogicalPlan;
-use crate::state::{StateStore, DELETED_COLUMN};
+use crate::state::{delta_of, StateStore};
 use crate::{Result, SluiceError};
 
 /// The state column of `drop_duplicates_within_watermark`: when a key expires, µs since
@@ -296,20 +296,10 @@ impl StatefulOperator for StreamingDeduplicateExec {
                 }
             }
         }
-        let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
-            let mut df = df.clone();
-            df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
-            Ok(df)
-        };
-        let mut delta = flag(&upserts, false)?;
-        delta.vstack_mut_owned(flag(&evicted, true)?)?;
+        let delta = delta_of(&upserts, &[&evicted])?;
         state.rechunk_mut_par();
 
-        self.progress.num_rows_updated = added.height() as u64;
-        self.progress.num_rows_removed = removed;
-        self.progress.num_rows_dropped_by_watermark = dropped;
-        self.progress.num_rows_total = state.height() as u64;
-        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        self.progress.record_batch(added.height() as u64, removed, dropped, &state);
         self.progress
             .custom_metrics
             .insert("numDroppedDuplicateRows".into(), (kept.height() - new_rows.height()) as i64);

@@ -758,11 +758,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
         }
         output.rechunk_mut_par();
 
-        self.progress.num_rows_updated = (delta.height() - removed) as u64;
-        self.progress.num_rows_removed = removed as u64;
-        self.progress.num_rows_dropped_by_watermark = dropped;
-        self.progress.num_rows_total = state.height() as u64;
-        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        self.progress.record_batch((delta.height() - removed) as u64, removed as u64, dropped, &state);
         self.state = state;
         self.pending_delta = Some(delta);
         self.update_next_timeout();

@@ -68,6 +68,16 @@ impl StateOperatorProgress {
     pub fn new(name: &str) -> Self {
         Self { operator_name: name.to_string(), ..Default::default() }
     }
+    /// Records a batch of a single-store operator: state rows `updated` and `removed`,
+    /// input rows (or groups) `dropped` as late, and the size of `state` after the batch
+    /// (`numRowsTotal`, `memoryUsedBytes`).
+    pub fn record_batch(&mut self, updated: u64, removed: u64, dropped: u64, state: &polars::prelude::DataFrame) {
+        self.num_rows_updated = updated;
+        self.num_rows_removed = removed;
+        self.num_rows_dropped_by_watermark = dropped;
+        self.num_rows_total = state.height() as u64;
+        self.memory_used_bytes = state.estimated_size() as u64;
+    }
 }
 
 /// Progress of one source in one batch.

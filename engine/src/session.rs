@@ -35,7 +35,7 @@ use sluice_checkpoint::Checkpoint;
 
 use crate::aggregate::{AggregatePlan, SESSION_END};
 use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::state::{StateStore, DELETED_COLUMN};
+use crate::state::{delta_of, StateStore};
 use crate::{OutputMode, Result, SluiceError};
 
 const UPDATED: &str = "__updated";
@@ -216,15 +216,8 @@ impl StatefulOperator for SessionWindowAggregateExec {
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
         let input = inputs.pop().ok_or_else(|| SluiceError::Internal("session aggregate without input".into()))?;
-        let mut partial = self.plan.partial_aggregate(&input)?;
-        let mut dropped = 0;
-        if let (Some(key), Some(wm)) = (self.late_key(), ctx.watermark_for_late_events_ms) {
-            let late = self.plan.expired(&partial, key, wm)?;
-            dropped = late.sum().unwrap_or(0) as usize;
-            if dropped > 0 {
-                partial = partial.filter(&!&late)?;
-            }
-        }
+        let (partial, dropped) =
+            self.plan.partial_aggregate_on_time(&input, self.late_key(), ctx.watermark_for_late_events_ms)?;
         let mut state_key = self.group_keys.clone();
         state_key.push(self.start.clone());
         let keys = cols(&self.group_keys);
@@ -268,29 +261,16 @@ impl StatefulOperator for SessionWindowAggregateExec {
             OutputMode::Complete => self.plan.finalize(&state)?,
             _ => self.plan.finalize(&evicted)?,
         };
-        let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
-            let mut df = df.clone();
-            df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
-            Ok(df)
-        };
-        let mut delta = flag(&upserts, false)?;
-        delta.vstack_mut_owned(flag(&absorbed, true)?)?;
-        delta.vstack_mut_owned(flag(&evicted, true)?)?;
-        self.progress.num_rows_updated = updated_rows as u64;
-        self.progress.num_rows_removed = (absorbed.height() + evicted.height()) as u64;
-        self.progress.num_rows_dropped_by_watermark = dropped as u64;
-        self.progress.num_rows_total = state.height() as u64;
-        self.progress.memory_used_bytes = state.estimated_size() as u64;
+        let delta = delta_of(&upserts, &[&absorbed, &evicted])?;
+        self.progress.record_batch(updated_rows as u64, (absorbed.height() + evicted.height()) as u64, dropped, &state);
         self.state = state;
         self.pending_delta = Some(delta);
         Ok(output)
     }
 
     fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        let delta = self.pending_delta.take().unwrap_or_else(|| self.store.empty());
-        let written = self.store.commit(ckpt, version, &delta, &self.state)?;
         self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(vec![(self.store.op_id, written)])
+        Ok(vec![self.store.commit_batch(ckpt, version, self.pending_delta.take(), &self.state)?])
     }
 
     fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {

@@ -34,6 +34,25 @@ mod polars_utils_hash {
 /// The name of the flag column of delta files: `true` for a removed key.
 pub const DELETED_COLUMN: &str = "__deleted";
 
+/// A delta frame: `upserts` (state rows written by the batch), then every frame of
+/// `removed` (state rows whose keys leave state), each with [`DELETED_COLUMN`] set
+/// accordingly. All frames have the state schema.
+///
+/// # Errors
+/// [`SluiceError::Polars`] when the frames' schemas differ.
+pub fn delta_of(upserts: &DataFrame, removed: &[&DataFrame]) -> Result<DataFrame> {
+    let flag = |df: &DataFrame, deleted: bool| -> Result<DataFrame> {
+        let mut df = df.clone();
+        df.with_column(Column::new_scalar(DELETED_COLUMN.into(), Scalar::from(deleted), df.height()))?;
+        Ok(df)
+    };
+    let mut delta = flag(upserts, false)?;
+    for r in removed {
+        delta.vstack_mut_owned(flag(r, true)?)?;
+    }
+    Ok(delta)
+}
+
 /// Default number of state partitions (pinned at a query's first batch as
 /// `sluice.state.partitions`; Spark's `spark.sql.shuffle.partitions`).
 pub const DEFAULT_STATE_PARTITIONS: usize = 4;
