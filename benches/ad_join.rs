@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sluice::prelude::*;
 use sluice::{JoinType, StreamingQueryProgress};
-use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, SinkLog};
+use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, Rng};
 
 const FILES: usize = 20;
 const CAMPAIGNS: u64 = 50;
@@ -52,21 +52,6 @@ const START_MS: i64 = 1_709_251_200_000;
 
 // ---------------------------------------------------------------------------------------
 // Data
-
-/// SplitMix64: a small seeded generator (no extra dependency).
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
 
 struct Click {
     impression: usize,
@@ -193,23 +178,7 @@ fn run(how: JoinType, input: &Path, work: &Path) -> anyhow::Result<Measure> {
     let clicks = common::json_source(&session, &input.join("clicks"), common::clicks_schema())?;
     let df = common::ad_join(impressions, clicks, how, "2 hours", "3 hours", "1 hour")?;
     let ck = work.join(format!("ck-{how:?}"));
-    let log = SinkLog::default();
-    let l = log.clone();
-    let t0 = Instant::now();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .trigger(Trigger::AvailableNow)
-        .checkpoint_location(&ck)
-        .progress(ProgressDisplay::Off)
-        .foreach_batch(move |batch, id| {
-            l.record(batch, id);
-            Ok(())
-        })
-        .start()?;
-    query.await_termination()?;
-    let wall = t0.elapsed();
-    let progress = query.recent_progress();
+    let (wall, progress, log) = run_available_now(df, OutputMode::Append, &ck)?;
     let (peak_state_rows, peak_state_bytes, bytes_per_row) = state_peak(&progress);
     Ok(Measure {
         case: format!("{how:?}"),

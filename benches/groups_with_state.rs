@@ -25,11 +25,10 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use anyhow::Context;
 use sluice::prelude::*;
-use support::{fmt_dur, loadavg, percentile, python_results, SinkLog};
+use support::{fmt_dur, loadavg, percentile, python_results, run_available_now, Rng};
 
 const FILES: usize = 10;
 /// 2024-03-01T00:00:00Z in milliseconds.
@@ -43,14 +42,7 @@ struct Running {
 
 fn write_files(dir: &Path, rows: usize, keys: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut x: u64 = 0x5eed;
-    let mut next = || {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = Rng(0x5eed);
     let per_file = rows.div_ceil(FILES);
     let mut paths = Vec::new();
     for (f, start) in (0..rows).step_by(per_file).enumerate() {
@@ -58,7 +50,7 @@ fn write_files(dir: &Path, rows: usize, keys: u64) -> anyhow::Result<()> {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
         for i in start..(start + per_file).min(rows) {
             let t = chrono::DateTime::from_timestamp_millis(START_MS + i as i64 * 10).context("timestamp")?;
-            let (k, v) = (next() % keys, next() % 1000);
+            let (k, v) = (rng.below(keys), rng.below(1000));
             writeln!(w, "{{\"user\":\"u{k:06}\",\"time\":\"{}\",\"v\":{v}}}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))?;
         }
         w.flush()?;
@@ -111,23 +103,7 @@ fn main() -> anyhow::Result<()> {
         },
     );
     let ck = work.path().join("ck");
-    let log = SinkLog::default();
-    let l = log.clone();
-    let t0 = Instant::now();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Update)
-        .trigger(Trigger::AvailableNow)
-        .checkpoint_location(&ck)
-        .progress(ProgressDisplay::Off)
-        .foreach_batch(move |batch, id| {
-            l.record(batch, id);
-            Ok(())
-        })
-        .start()?;
-    query.await_termination()?;
-    let wall = t0.elapsed();
-    let progress = query.recent_progress();
+    let (wall, progress, log) = run_available_now(df, OutputMode::Update, &ck)?;
     let rows_in: u64 = progress.iter().map(|p| p.num_input_rows).sum();
     let lat = log.latencies(&progress);
     let last = progress.last().and_then(|p| p.state_operators.first()).context("no state operator progress")?;

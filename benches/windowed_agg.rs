@@ -38,7 +38,7 @@ use anyhow::Context;
 use sluice::checkpoint::Checkpoint;
 use sluice::prelude::*;
 use sluice::StreamingQueryProgress;
-use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, SinkLog};
+use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, Rng, SinkLog};
 
 const SENSORS: usize = 1000;
 const FILES: usize = 20;
@@ -49,24 +49,6 @@ const START_US: i64 = 1_709_251_200_000_000;
 
 // ---------------------------------------------------------------------------------------
 // Data
-
-/// SplitMix64: a small seeded generator (no extra dependency).
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Generated rows: random sensor of 1,000; event time advancing 10 ms per row with up to
 /// 2 s of disorder (whole milliseconds); v in [-50, 50] with 3 decimals, 0.5 % nulls.
@@ -199,23 +181,8 @@ fn run_files(case: &str, format: &str, dir: &Path, work: &Path) -> anyhow::Resul
         .load(dir)?;
     let df = common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
     let ck = work.join(format!("ck-{format}"));
-    let log = SinkLog::default();
-    let l = log.clone();
-    let t0 = Instant::now();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .trigger(Trigger::AvailableNow)
-        .checkpoint_location(&ck)
-        .progress(ProgressDisplay::Off)
-        .foreach_batch(move |batch, id| {
-            l.record(batch, id);
-            Ok(())
-        })
-        .start()?;
-    query.await_termination()?;
-    let wall = t0.elapsed();
-    Ok(measure(case, wall, &query.recent_progress(), &log))
+    let (wall, progress, log) = run_available_now(df, OutputMode::Append, &ck)?;
+    Ok(measure(case, wall, &progress, &log))
 }
 
 /// The figures of one run from its progress reports and sink log.

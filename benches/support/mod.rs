@@ -11,6 +11,56 @@ use std::time::{Duration, Instant};
 use sluice::prelude::*;
 use sluice::StreamingQueryProgress;
 
+/// SplitMix64: a small seeded generator (no extra dependency).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Runs `df` with `AvailableNow` into a row-counting, batch-timing sink, with a
+/// checkpoint in `ck` and progress off; returns the wall time from start to the end,
+/// every batch's progress and the sink log.
+///
+/// # Errors
+/// When the query fails to start or stops with an error.
+pub fn run_available_now(
+    df: StreamingDataFrame,
+    mode: OutputMode,
+    ck: &Path,
+) -> sluice::Result<(Duration, Vec<StreamingQueryProgress>, SinkLog)> {
+    let log = SinkLog::default();
+    let l = log.clone();
+    let t0 = Instant::now();
+    let query = df
+        .write_stream()
+        .output_mode(mode)
+        .trigger(Trigger::AvailableNow)
+        .checkpoint_location(ck)
+        .progress(ProgressDisplay::Off)
+        .foreach_batch(move |batch, id| {
+            l.record(batch, id);
+            Ok(())
+        })
+        .start()?;
+    query.await_termination()?;
+    Ok((t0.elapsed(), query.recent_progress(), log))
+}
+
 /// Sink call instants by batch id, and output rows.
 #[derive(Clone, Default)]
 pub struct SinkLog {
