@@ -20,7 +20,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{ArgAction, Parser};
 use sluice::prelude::*;
@@ -94,11 +94,7 @@ fn totals(progress: &[StreamingQueryProgress]) -> Totals {
 fn run(session: &Session, input: &Path, base: &Path, within: bool) -> anyhow::Result<Totals> {
     let name = if within { "within" } else { "plain" };
     let (out, ck) = (base.join(format!("{name}-output")), base.join(format!("{name}-checkpoint")));
-    for d in [&out, &ck] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
+    common::remove_dirs(&[&out, &ck])?;
     let edits = common::json_source(session, input, common::wiki_schema())?.with_watermark("time", "10 minutes")?;
     let firsts = if within {
         edits.drop_duplicates_within_watermark(["user", "page"])?
@@ -111,12 +107,7 @@ fn run(session: &Session, input: &Path, base: &Path, within: bool) -> anyhow::Re
 
 fn walk_through(session: &Session) -> anyhow::Result<()> {
     println!("== dedup: the first edit of each burst of edits by one user on one page ==\n");
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dedup");
-    let input = base.join("input");
-    if input.exists() {
-        std::fs::remove_dir_all(&input)?;
-    }
-    let files = common::wiki::split_bundled(&input, 2000)?;
+    let (base, input, files) = common::wiki::walkthrough_input("dedup")?;
     println!("Step 1. Split {} into {files} JSON lines files of 2,000 edits.", common::wiki::bundled().display());
 
     println!(

@@ -332,11 +332,7 @@ fn main() -> anyhow::Result<()> {
     let checkpoint = args.checkpoint.clone().unwrap_or_else(|| base.join("checkpoint"));
     let parquet = args.parquet_out.clone().unwrap_or_else(|| base.join("output"));
     if args.checkpoint.is_none() {
-        for d in [&checkpoint, &parquet] {
-            if d.exists() {
-                std::fs::remove_dir_all(d)?;
-            }
-        }
+        common::remove_dirs(&[&checkpoint, &parquet])?;
     }
     let job = Job {
         servers: servers.clone(),

@@ -54,16 +54,10 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("== wiki_edits: a day of real Wikipedia edits, per {} window and channel ==\n", args.window);
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wiki_edits");
-    let input = base.join("input");
+    let (base, input, files) = common::wiki::walkthrough_input("wiki_edits")?;
     let out = args.parquet_out.clone().unwrap_or_else(|| base.join("output"));
     let checkpoint = base.join("checkpoint");
-    for d in [&input, &out, &checkpoint] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    let files = common::wiki::split_bundled(&input, 2000)?;
+    common::remove_dirs(&[&out, &checkpoint])?;
     println!("Step 1. Split {} into {files} JSON lines files of 2,000 edits:\n        {}", common::wiki::bundled().display(), input.display());
 
     let edits = common::json_source(&session, &input, common::wiki_schema())?;

@@ -16,7 +16,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
@@ -43,26 +42,17 @@ fn main() -> anyhow::Result<()> {
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
 
-    if let Some(input) = &args.io.input {
-        // The oracle contract: batch-<id>.jsonl per micro-batch.
-        let output = args.io.output.clone().ok_or_else(|| anyhow::anyhow!("--output is required with --input"))?;
-        let checkpoint = common::checkpoint_dir(&args.io.checkpoint, "wiki-sessions");
-        let edits = common::json_source(&session, input, common::user_edits_schema())?;
-        let result = common::wiki_sessions(edits, &args.gap, &args.watermark)?;
-        common::run_contract(result, mode, &output, &checkpoint, ProgressDisplay::Off)?;
+    // The oracle contract: batch-<id>.jsonl per micro-batch.
+    if args.io.run_contract_if_given("wiki-sessions", mode, |input| {
+        common::wiki_sessions(common::json_source(&session, input, common::user_edits_schema())?, &args.gap, &args.watermark)
+    })? {
         return Ok(());
     }
 
     println!("== wiki_sessions: editing sessions of Wikipedia users (gap {}) ==\n", args.gap);
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wiki_sessions");
-    let input = base.join("input");
+    let (base, input, files) = common::wiki::walkthrough_input("wiki_sessions")?;
     let checkpoint = base.join("checkpoint");
-    for d in [&input, &checkpoint] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    let files = common::wiki::split_bundled(&input, 2000)?;
+    common::remove_dirs(&[&checkpoint])?;
     println!("Step 1. Split {} into {files} JSON lines files of 2,000 edits.", common::wiki::bundled().display());
 
     let edits = common::json_source(&session, &input, common::user_edits_schema())?;

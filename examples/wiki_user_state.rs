@@ -17,7 +17,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,15 +55,9 @@ fn main() -> anyhow::Result<()> {
         "== wiki_user_state: per-user activity, emitted after {} minutes without edits (event time) ==\n",
         args.timeout_minutes
     );
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wiki_user_state");
-    let input = base.join("input");
+    let (base, input, files) = common::wiki::walkthrough_input("wiki_user_state")?;
     let checkpoint = base.join("checkpoint");
-    for d in [&input, &checkpoint] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    let files = common::wiki::split_bundled(&input, 2000)?;
+    common::remove_dirs(&[&checkpoint])?;
     println!("Step 1. Split {} into {files} files of 2,000 edits (one per micro-batch).", common::wiki::bundled().display());
 
     let edits = common::json_source(&session, &input, common::user_edits_schema())?;

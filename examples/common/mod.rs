@@ -320,6 +320,16 @@ pub fn checkpoint_dir(given: &Option<PathBuf>, job: &str) -> PathBuf {
     })
 }
 
+/// Removes each of `dirs` that exists (a walk-through starts from nothing).
+pub fn remove_dirs(dirs: &[&Path]) -> anyhow::Result<()> {
+    for d in dirs {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The bundled real data.
 pub mod wiki {
     use std::io::{BufRead, Write};
@@ -328,6 +338,17 @@ pub mod wiki {
     /// `data/wikiticker-2015-09-12-sampled.json.gz` in the project.
     pub fn bundled() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/wikiticker-2015-09-12-sampled.json.gz")
+    }
+
+    /// The folder of `job`'s walk-through, `target/<job>` in the project, with `input/`
+    /// holding the bundled edits afresh in files of 2,000 (one per micro-batch). Returns
+    /// (the folder, its `input/`, the number of files).
+    pub fn walkthrough_input(job: &str) -> anyhow::Result<(PathBuf, PathBuf, usize)> {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(job);
+        let input = base.join("input");
+        super::remove_dirs(&[&input])?;
+        let files = split_bundled(&input, 2000)?;
+        Ok((base, input, files))
     }
 
     /// Splits the bundled edits, in file order, into JSON lines files of `per_file` edits
