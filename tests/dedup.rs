@@ -66,14 +66,7 @@ fn query(session: &Session, stream: &MemoryStream, within: bool) -> StreamingDat
 }
 
 fn start(session: &Session, stream: &MemoryStream, table: &MemoryTable, ck: &Path, within: bool) -> sluice::StreamingQuery {
-    query(session, stream, within)
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .checkpoint_location(ck)
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap()
+    common::start_into(query(session, stream, within), OutputMode::Append, ck, table).unwrap()
 }
 
 /// Rows of each batch, sorted, as strings.
@@ -156,14 +149,8 @@ fn drop_duplicates_without_event_time_key_keeps_every_key() {
     let stream = MemoryStream::new(frames[0].schema().clone());
     let table = MemoryTable::new();
     let dir = tempfile::tempdir().unwrap();
-    let q = common::dedup(stream.to_df(&session), Some("1 minute"), false, Some("event_id"))
-        .unwrap()
-        .write_stream()
-        .checkpoint_location(dir.path())
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+    let dedup = common::dedup(stream.to_df(&session), Some("1 minute"), false, Some("event_id")).unwrap();
+    let q = common::start_into(dedup, OutputMode::Append, dir.path(), &table).unwrap();
     for f in frames {
         stream.add_data(f).unwrap();
         q.process_all_available().unwrap();
@@ -271,14 +258,7 @@ fn all_columns_and_an_aggregation_downstream() {
         let dir = tempfile::tempdir().unwrap();
         let dedup = stream.to_df(&session).with_watermark("ts", "1 minute").unwrap().drop_duplicates(Vec::<String>::new()).unwrap();
         let df = if aggregate { dedup.group_by([col("event_id")]).agg([len().alias("n")]) } else { dedup };
-        let q = df
-            .write_stream()
-            .output_mode(OutputMode::Update)
-            .checkpoint_location(dir.path())
-            .progress(ProgressDisplay::Off)
-            .sink(Box::new(table.sink()))
-            .start()
-            .unwrap();
+        let q = common::start_into(df, OutputMode::Update, dir.path(), &table).unwrap();
         for f in frames {
             stream.add_data(f).unwrap();
             q.process_all_available().unwrap();

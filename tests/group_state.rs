@@ -199,7 +199,7 @@ fn a_failing_or_panicking_function_names_key_and_batch_and_commits_nothing() {
         let fail = Arc::new(AtomicBool::new(true));
         let start = |table: &MemoryTable| {
             let fail = fail.clone();
-            stream
+            let counts = stream
                 .to_df(&session)
                 .group_by([col("key")])
                 .flat_map_groups_with_state(
@@ -217,14 +217,8 @@ fn a_failing_or_panicking_function_names_key_and_batch_and_commits_nothing() {
                         state.update(count);
                         Ok(df!("key" => [key.str(0)], "count" => [count])?)
                     },
-                )
-                .write_stream()
-                .output_mode(OutputMode::Update)
-                .checkpoint_location(dir.path())
-                .progress(ProgressDisplay::Off)
-                .sink(Box::new(table.sink()))
-                .start()
-                .unwrap()
+                );
+            common::start_into(counts, OutputMode::Update, dir.path(), table).unwrap()
         };
         let table = MemoryTable::new();
         let q = start(&table);

@@ -71,14 +71,7 @@ fn canonical(table: &MemoryTable) -> BTreeMap<u64, Vec<String>> {
 }
 
 fn start(session: &Session, stream: &MemoryStream, table: &MemoryTable, ck: &Path, mode: OutputMode) -> sluice::StreamingQuery {
-    query_df(session, stream)
-        .write_stream()
-        .output_mode(mode)
-        .checkpoint_location(ck)
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap()
+    common::start_into(query_df(session, stream), mode, ck, table).unwrap()
 }
 
 /// Feeds frames one at a time, waiting for each (and its no-data batches) to finish;

@@ -58,15 +58,7 @@ struct Run {
 }
 
 fn start_query(session: &Session, stream: &MemoryStream, table: &MemoryTable, ck: &Path, mode: OutputMode, gap: &str) -> sluice::StreamingQuery {
-    common::wiki_sessions(stream.to_df(session), gap, "5 minutes")
-        .unwrap()
-        .write_stream()
-        .output_mode(mode)
-        .checkpoint_location(ck)
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap()
+    common::start_into(common::wiki_sessions(stream.to_df(session), gap, "5 minutes").unwrap(), mode, ck, table).unwrap()
 }
 
 fn run(mode: OutputMode, ck: &Path) -> Run {
@@ -286,17 +278,11 @@ fn complete_mode_without_watermark_keeps_every_row() {
     let stream = MemoryStream::new(frame(&[]).schema().clone());
     let table = MemoryTable::new();
     let dir = tempfile::tempdir().unwrap();
-    let q = stream
+    let sessions = stream
         .to_df(&session)
         .group_by([session_window(col("time"), "10 minutes").unwrap(), col("user")])
-        .agg([len().alias("edits"), col("added").sum().alias("added")])
-        .write_stream()
-        .output_mode(OutputMode::Complete)
-        .checkpoint_location(dir.path())
-        .progress(ProgressDisplay::Off)
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+        .agg([len().alias("edits"), col("added").sum().alias("added")]);
+    let q = common::start_into(sessions, OutputMode::Complete, dir.path(), &table).unwrap();
     stream.add_data(frame(&[("a", Some(100), 1)])).unwrap();
     q.process_all_available().unwrap();
     // Without a watermark nothing is late: an old edit still opens a session.

@@ -250,6 +250,20 @@ pub fn run_contract(
     Ok(query.recent_progress())
 }
 
+/// Starts `df` in `mode` into the memory `table`, with its checkpoint in `ck`, the
+/// default trigger and progress off (the tests' usual query).
+///
+/// # Errors
+/// As [`DataStreamWriter::start`](sluice::DataStreamWriter::start).
+pub fn start_into(df: StreamingDataFrame, mode: OutputMode, ck: &Path, table: &sluice::sinks::MemoryTable) -> sluice::Result<sluice::StreamingQuery> {
+    df.write_stream()
+        .output_mode(mode)
+        .checkpoint_location(ck)
+        .progress(ProgressDisplay::Off)
+        .sink(Box::new(table.sink()))
+        .start()
+}
+
 /// Sets the modification times of `paths` 1 s apart in the given order: the order in
 /// which the file source takes files (Git keeps no modification times).
 pub fn set_mtimes_in_order(paths: &[PathBuf]) -> anyhow::Result<()> {
