@@ -684,39 +684,23 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
         let mut func = func.lock().unwrap_or_else(|p| p.into_inner());
         let mut outputs: Vec<DataFrame> = Vec::new();
         let mut writes: Vec<Option<Write>> = Vec::with_capacity(spans.len());
-        let mut after: Vec<Entry> = Vec::with_capacity(spans.len());
         for (g, (first, len)) in spans.iter().enumerate() {
             let key = self.key_at(&keys, g)?;
             let before = &entries[g];
             let slice = rows.slice(*first as i64, *len);
             let mut out = self.call(&mut **func, env, &key, slice, before.bytes.as_deref(), false)?;
             outputs.push(std::mem::take(&mut out.rows));
-            let w = decide(before, &mut out);
-            after.push(match &w {
-                None => before.clone(),
-                Some(Write::Delete) => Entry { present: false, bytes: None, timeout_ms: None },
-                Some(Write::Put { bytes, timeout_ms }) => Entry { present: true, bytes: bytes.clone(), timeout_ms: *timeout_ms },
-            });
-            writes.push(w);
+            writes.push(decide(before, &mut out));
         }
 
-        // Timed-out keys: in state, timeout < threshold (Spark), after the new data.
+        // Timed-out keys: in state, timeout < threshold (Spark), after the new data. A key
+        // called with data this batch cannot be among them: its timeout was reset by the
+        // call, and the setters only accept a batch timestamp + a positive duration or a
+        // timestamp at or after the watermark, never one below the threshold.
         let empty_rows = DataFrame::empty_with_schema(&self.input_schema);
         let mut other_writes: Vec<(usize, Write)> = Vec::new();
         let mut others = self.store.empty();
         if let Some(threshold) = self.timeout_threshold(ctx) {
-            // keys with data this batch whose new timeout has already passed
-            for g in 0..spans.len() {
-                let e = &after[g];
-                if e.present && e.timeout_ms.is_some_and(|t| t < threshold) {
-                    let key = self.key_at(&keys, g)?;
-                    let mut out = self.call(&mut **func, env, &key, empty_rows.clone(), e.bytes.as_deref(), true)?;
-                    outputs.push(std::mem::take(&mut out.rows));
-                    if let Some(w) = decide(e, &mut out) {
-                        writes[g] = Some(w);
-                    }
-                }
-            }
             let on: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
             let mut args = JoinArgs::new(polars::prelude::JoinType::Anti);
             args.nulls_equal = true;
