@@ -65,14 +65,14 @@ pub mod prelude {
     pub use crate::Session;
 }
 
-/// A [`sluice_engine::Session`] with the built-in formats registered: sources `json`,
+/// A [`sluice_engine::EngineSession`] with the built-in formats registered: sources `json`,
 /// `csv`, `parquet`, `rate`, `socket` and (cargo feature `kafka`, on by default) `kafka`;
 /// sinks `parquet`, `json`, `csv`, `console`, `memory` and `kafka`.
 ///
 /// Dereferences to the engine's session (`read_stream`, `set_conf`, ...).
 #[derive(Clone)]
 pub struct Session {
-    inner: sluice_engine::Session,
+    inner: sluice_engine::EngineSession,
     memory_tables: Arc<Mutex<HashMap<String, MemoryTable>>>,
 }
 
@@ -84,19 +84,16 @@ impl Default for Session {
 
 struct ConsoleProvider;
 impl SinkProvider for ConsoleProvider {
-    fn create(&self, options: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Sink>> {
-        let num_rows = match options.get("numRows") {
-            Some(v) => v.parse().map_err(|_| SluiceError::InvalidArgument(format!("numRows: {v:?}")))?,
-            None => 20,
-        };
+    fn create(&self, options: &sluice_engine::Options) -> Result<Box<dyn Sink>> {
+        let num_rows = options.positive_usize("numRows")?.unwrap_or(20);
         Ok(Box::new(ConsoleSink { num_rows }))
     }
 }
 
 struct MemoryProvider(Arc<Mutex<HashMap<String, MemoryTable>>>);
 impl SinkProvider for MemoryProvider {
-    fn create(&self, options: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Sink>> {
-        let name = options.get("queryName").ok_or_else(|| {
+    fn create(&self, options: &sluice_engine::Options) -> Result<Box<dyn Sink>> {
+        let name = options.get("queryName").map(str::to_string).ok_or_else(|| {
             SluiceError::InvalidArgument("the memory sink needs a query name: call query_name(\"...\")".into())
         })?;
         let table = MemoryTable::new();
@@ -108,7 +105,7 @@ impl SinkProvider for MemoryProvider {
 impl Session {
     /// A session with every built-in source and sink format.
     pub fn new() -> Self {
-        let inner = sluice_engine::Session::new();
+        let inner = sluice_engine::EngineSession::new();
         let memory_tables: Arc<Mutex<HashMap<String, MemoryTable>>> = Arc::default();
         inner.register_source_format("json", Arc::new(sluice_sources::FileSourceFormat::json()));
         inner.register_source_format("csv", Arc::new(sluice_sources::FileSourceFormat::csv()));
@@ -135,7 +132,7 @@ impl Session {
 }
 
 impl std::ops::Deref for Session {
-    type Target = sluice_engine::Session;
+    type Target = sluice_engine::EngineSession;
     fn deref(&self) -> &Self::Target {
         &self.inner
     }

@@ -1,4 +1,4 @@
-//! The user-facing API: [`Session`], [`DataStreamReader`], [`StreamingDataFrame`],
+//! The user-facing API: [`EngineSession`], [`DataStreamReader`], [`StreamingDataFrame`],
 //! [`GroupedStreamingDataFrame`] and [`DataStreamWriter`] (Spark's names, Rust idioms).
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,8 +11,7 @@ use sluice_checkpoint::Checkpoint;
 use crate::interval::parse_interval_ms;
 use crate::plan::LogicalPlan;
 use crate::query::StreamingQuery;
-use crate::sink::{ForeachBatchSink, Sink, SinkProvider, SourceFormat};
-use crate::source::SourceProviderRef;
+use crate::connector::{ForeachBatchSink, Options, Sink, SinkProvider, SourceFormat, SourceProviderRef};
 use crate::{OutputMode, Result, SluiceError, Trigger};
 
 #[derive(Default)]
@@ -22,17 +21,19 @@ struct SessionInner {
     sinks: RwLock<HashMap<String, Arc<dyn SinkProvider>>>,
 }
 
-/// The entry point (Spark's `SparkSession`): configuration and the registries of source
-/// formats and sinks. Cheap to clone; clones share everything.
+/// The engine's session (Spark's `SparkSession` without its connectors): configuration
+/// and the registries of source formats and sinks. Cheap to clone; clones share
+/// everything.
 ///
-/// The engine's `Session::new()` knows no formats; the `sluice` facade's registers the
-/// built-in ones (`json`, `csv`, `parquet`, `console`, `memory`, ...).
+/// `EngineSession::new()` knows no formats. Users start from `sluice::Session`, which is
+/// an `EngineSession` with the built-in connectors registered (`json`, `csv`, `parquet`,
+/// `kafka`, `console`, `memory`, ...) and dereferences to it.
 #[derive(Clone, Default)]
-pub struct Session {
+pub struct EngineSession {
     inner: Arc<SessionInner>,
 }
 
-impl Session {
+impl EngineSession {
     /// A session with no registered formats.
     pub fn new() -> Self {
         Self::default()
@@ -55,11 +56,11 @@ impl Session {
     }
     /// Starts describing a streaming read (Spark's `readStream`).
     pub fn read_stream(&self) -> DataStreamReader {
-        DataStreamReader { session: self.clone(), format: None, schema: None, options: BTreeMap::new() }
+        DataStreamReader { session: self.clone(), format: None, schema: None, options: Options::new() }
     }
     /// A streaming data frame over a source provider (typed sources such as `MemoryStream`).
     pub fn stream_from(&self, provider: SourceProviderRef) -> StreamingDataFrame {
-        StreamingDataFrame { plan: Arc::new(LogicalPlan::Source { provider }), session: self.clone() }
+        StreamingDataFrame { plan: Arc::new(LogicalPlan::Source { provider, warnings: vec![] }), session: self.clone() }
     }
     pub(crate) fn sink_provider(&self, name: &str) -> Option<Arc<dyn SinkProvider>> {
         self.inner.sinks.read().expect("lock").get(&name.to_ascii_lowercase()).cloned()
@@ -68,10 +69,10 @@ impl Session {
 
 /// Describes a streaming source (Spark's `DataStreamReader`).
 pub struct DataStreamReader {
-    session: Session,
+    session: EngineSession,
     format: Option<String>,
     schema: Option<SchemaRef>,
-    options: BTreeMap<String, String>,
+    options: Options,
 }
 
 impl DataStreamReader {
@@ -87,10 +88,11 @@ impl DataStreamReader {
     }
     /// A source option, e.g. `maxFilesPerTrigger`, `mode`, `header`.
     pub fn option(mut self, key: &str, value: impl ToString) -> Self {
-        self.options.insert(key.to_string(), value.to_string());
+        self.options.set(key, value);
         self
     }
-    /// Builds the source reading `path`.
+    /// Builds the source reading `path`. Options the source does not read are reported
+    /// as a warning when the query starts ([`StreamingQuery::warnings`]).
     ///
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for an unknown format; the format's own errors
@@ -102,7 +104,8 @@ impl DataStreamReader {
             SluiceError::InvalidArgument(format!("unknown source format {name:?}"))
         })?;
         let provider = format.create(&path.as_ref().to_string_lossy(), self.schema, &self.options)?;
-        Ok(self.session.stream_from(provider))
+        let warnings = self.options.unread_warning(&provider.description(), format.known_options()).into_iter().collect();
+        Ok(StreamingDataFrame { plan: Arc::new(LogicalPlan::Source { provider, warnings }), session: self.session })
     }
 }
 
@@ -111,7 +114,7 @@ impl DataStreamReader {
 #[derive(Clone)]
 pub struct StreamingDataFrame {
     pub(crate) plan: Arc<LogicalPlan>,
-    pub(crate) session: Session,
+    pub(crate) session: EngineSession,
 }
 
 impl StreamingDataFrame {
@@ -220,12 +223,13 @@ impl StreamingDataFrame {
             output_mode: OutputMode::Append,
             trigger: Trigger::default(),
             format: None,
-            options: BTreeMap::new(),
+            options: Options::new(),
             sink: None,
             query_name: None,
             checkpoint: None,
             progress: ProgressDisplay::Lines,
             clock: Arc::new(crate::clock::SystemClock),
+            warnings: Vec::new(),
         }
     }
 }
@@ -345,12 +349,13 @@ pub struct DataStreamWriter {
     pub(crate) output_mode: OutputMode,
     pub(crate) trigger: Trigger,
     pub(crate) format: Option<String>,
-    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) options: Options,
     pub(crate) sink: Option<Box<dyn Sink>>,
     pub(crate) query_name: Option<String>,
     pub(crate) checkpoint: Option<CheckpointLocation>,
     pub(crate) progress: ProgressDisplay,
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl DataStreamWriter {
@@ -372,10 +377,10 @@ impl DataStreamWriter {
     /// A sink option (`path`, `queryName`, ...); `checkpointLocation` sets the checkpoint.
     pub fn option(mut self, key: &str, value: impl ToString) -> Self {
         let value = value.to_string();
-        if key == "checkpointLocation" {
+        if key.eq_ignore_ascii_case("checkpointLocation") {
             self.checkpoint = Some(CheckpointLocation::Dir(PathBuf::from(&value)));
         }
-        self.options.insert(key.to_string(), value);
+        self.options.set(key, value);
         self
     }
     /// A sink instance.
@@ -394,7 +399,7 @@ impl DataStreamWriter {
     /// The query name (also the memory sink's table name).
     pub fn query_name(mut self, name: &str) -> Self {
         self.query_name = Some(name.to_string());
-        self.options.insert("queryName".into(), name.to_string());
+        self.options.set("queryName", name);
         self
     }
     /// A checkpoint directory.
@@ -435,6 +440,12 @@ impl DataStreamWriter {
                 SluiceError::InvalidArgument(format!("unknown sink format {name:?}"))
             })?;
             self.sink = Some(provider.create(&self.options)?);
+            // Consumed by the engine itself, whatever the sink reads.
+            self.options.mark_read("checkpointLocation");
+            self.options.mark_read("queryName");
+            if let Some(w) = self.options.unread_warning(&format!("the {name} sink"), provider.known_options()) {
+                self.warnings.push(w);
+            }
         }
         crate::query::start(self)
     }

@@ -37,8 +37,7 @@ use crate::operator::{BatchContext, StatefulOperator};
 use crate::plan::LogicalPlan;
 use crate::progress::{SinkProgress, SourceProgress, StreamingQueryProgress};
 use crate::query::QueryShared;
-use crate::sink::{Sink, SinkContext};
-use crate::source::{Offset, Source, SourceContext, SourceProviderRef};
+use crate::connector::{Offset, Sink, SinkContext, Source, SourceContext, SourceProviderRef};
 use crate::state::DEFAULT_STATE_PARTITIONS;
 use crate::{OutputMode, Result, SluiceError, Trigger};
 
@@ -82,13 +81,15 @@ struct Compiler<'a> {
     mode: OutputMode,
     partitions: usize,
     problems: Vec<String>,
+    warnings: Vec<String>,
     _p: std::marker::PhantomData<&'a ()>,
 }
 
 impl Compiler<'_> {
     fn compile(&mut self, plan: &Arc<LogicalPlan>) -> Result<PhysNode> {
         Ok(match plan.as_ref() {
-            LogicalPlan::Source { provider } => {
+            LogicalPlan::Source { provider, warnings } => {
+                self.warnings.extend(warnings.iter().cloned());
                 let idx = match self.providers.iter().position(|p| Arc::ptr_eq(p, provider)) {
                     Some(i) => i,
                     None => {
@@ -299,7 +300,7 @@ impl MicroBatchExecution {
     /// [`SluiceError::Analysis`] for an invalid query; [`SluiceError::Checkpoint`] for a
     /// damaged checkpoint or one whose stateful operators differ from this query's.
     pub(crate) fn new(writer: DataStreamWriter, ckpt: Checkpoint, shared: Arc<QueryShared>) -> Result<Self> {
-        let DataStreamWriter { df, output_mode: mode, trigger, sink, query_name, progress, clock, .. } = writer;
+        let DataStreamWriter { df, output_mode: mode, trigger, sink, query_name, progress, clock, warnings: writer_warnings, .. } = writer;
         let mut sink = sink.ok_or_else(|| SluiceError::Internal("no sink".into()))?;
         let session = df.session.clone();
 
@@ -346,6 +347,7 @@ impl MicroBatchExecution {
             mode,
             partitions,
             problems: vec![],
+            warnings: vec![],
             _p: Default::default(),
         };
         df.plan.schema()?; // type-check every expression first
@@ -376,7 +378,15 @@ impl MicroBatchExecution {
         if let Some(p) = c.problems.first() {
             return Err(SluiceError::analysis(p.clone()));
         }
-        let Compiler { providers, watermarks, ops, next_store: n_stores, .. } = c;
+        let Compiler { providers, watermarks, ops, next_store: n_stores, warnings: mut source_warnings, .. } = c;
+        source_warnings.extend(writer_warnings);
+        for w in &source_warnings {
+            tracing::warn!("{w}");
+            if progress != ProgressDisplay::Off {
+                eprintln!("warning: {w}");
+            }
+        }
+        shared.set_warnings(source_warnings);
 
         let meta = match ckpt.read_metadata()? {
             Some(m) => m,

@@ -4,13 +4,13 @@
 //! Structured Streaming's semantics, on Arrow and Polars.
 //!
 //! ```text
-//!  Session ──read_stream()──► StreamingDataFrame ──select/filter/with_watermark/group_by──►
+//!  EngineSession ──read_stream()──► StreamingDataFrame ──select/filter/with_watermark/group_by──►
 //!  LogicalPlan ──write_stream().start()──► MicroBatchExecution (own thread)
 //!     sources ──Arrow→Polars──► stateless ops ──► watermark stats ──► StatefulOperator(s)
 //!     ──► sink ──► state deltas ──► commit log           handle: StreamingQuery
 //! ```
 //!
-//! * [`dataframe`]: the API ([`Session`], [`StreamingDataFrame`], [`DataStreamWriter`]).
+//! * [`dataframe`]: the API ([`EngineSession`], [`StreamingDataFrame`], [`DataStreamWriter`]).
 //! * [`execution`]: the trigger loop and recovery (diagram there).
 //! * [`aggregate`]: incremental windowed aggregation with watermarks.
 //! * [`dedup`]: streaming deduplication (`drop_duplicates`, within a watermark or not).
@@ -41,12 +41,11 @@ pub mod plan;
 pub mod progress;
 pub mod query;
 pub mod session;
-pub mod sink;
-pub mod source;
+pub mod connector;
 pub mod state;
 
 pub use dataframe::{
-    CheckpointLocation, DataStreamReader, DataStreamWriter, GroupedStreamingDataFrame, ProgressDisplay, Session,
+    CheckpointLocation, DataStreamReader, DataStreamWriter, GroupedStreamingDataFrame, ProgressDisplay, EngineSession,
     StreamingDataFrame,
 };
 pub use error::{Result, SluiceError};
@@ -58,6 +57,8 @@ pub use join::{interval, JoinType};
 pub use modes::{OutputMode, Trigger};
 pub use progress::{StateOperatorProgress, StreamingQueryProgress};
 pub use query::StreamingQuery;
-pub use sink::{ForeachBatchSink, Sink, SinkContext, SinkProvider, SourceFormat};
 pub use sluice_checkpoint as checkpoint;
-pub use source::{Offset, Source, SourceContext, SourceProvider, SourceProviderRef};
+pub use connector::{
+    ForeachBatchSink, Offset, Options, Sink, SinkContext, SinkProvider, Source, SourceContext, SourceFormat, SourceProvider,
+    SourceProviderRef,
+};

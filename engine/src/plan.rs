@@ -8,15 +8,16 @@ use polars::prelude::*;
 use crate::aggregate::AggregatePlan;
 use crate::group_state::GroupsWithStateSpec;
 use crate::join::{JoinType, StreamingSymmetricHashJoinExec};
-use crate::source::SourceProviderRef;
+use crate::connector::SourceProviderRef;
 use crate::Result;
 
 /// A node of the logical plan.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum LogicalPlan {
-    /// A streaming source.
-    Source { provider: SourceProviderRef },
+    /// A streaming source; `warnings` about its options (unread ones) are reported at
+    /// `start()`.
+    Source { provider: SourceProviderRef, warnings: Vec<String> },
     /// `select(exprs)`.
     Select { input: Arc<LogicalPlan>, exprs: Vec<Expr> },
     /// `with_columns(exprs)`.
@@ -84,7 +85,7 @@ impl LogicalPlan {
             Ok(DataFrame::empty_with_schema(input.schema()?.as_ref()).lazy())
         };
         Ok(match self {
-            LogicalPlan::Source { provider } => provider.schema(),
+            LogicalPlan::Source { provider, .. } => provider.schema(),
             LogicalPlan::Select { input, exprs } => lazy(input)?.select(exprs.clone()).collect_schema()?,
             LogicalPlan::WithColumns { input, exprs } => {
                 lazy(input)?.with_columns(exprs.clone()).collect_schema()?

@@ -23,6 +23,7 @@ struct SharedState {
     recent: VecDeque<StreamingQueryProgress>,
     idle_checks: u64,
     status: String,
+    warnings: Vec<String>,
 }
 
 /// State shared between the handle and the query thread.
@@ -52,6 +53,9 @@ impl QueryShared {
         s.idle_checks += 1;
         s.status = "Waiting for data to arrive".into();
         self.changed.notify_all();
+    }
+    pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
+        self.state.lock().expect("query state lock").warnings = warnings;
     }
     pub(crate) fn record_progress(&self, p: StreamingQueryProgress) {
         let mut s = self.state.lock().expect("query state lock");
@@ -150,6 +154,11 @@ impl StreamingQuery {
     /// The error that stopped the query, if any.
     pub fn exception(&self) -> Option<String> {
         self.shared.state.lock().expect("query state lock").error_message.clone()
+    }
+    /// Warnings found when the query started: options that no source or sink read
+    /// (misspelt ones, most likely), each naming the options the source or sink knows.
+    pub fn warnings(&self) -> Vec<String> {
+        self.shared.state.lock().expect("query state lock").warnings.clone()
     }
     /// The progress of the last batch.
     pub fn last_progress(&self) -> Option<StreamingQueryProgress> {

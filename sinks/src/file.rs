@@ -343,7 +343,14 @@ impl SinkProvider for FileSinkProvider {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] without option `path` (or with an empty one) or
     /// with an unsupported `compression`.
-    fn create(&self, options: &BTreeMap<String, String>) -> Result<Box<dyn Sink>> {
+    fn create(&self, opts_in: &sluice_engine::Options) -> Result<Box<dyn Sink>> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         let path = options
             .get("path")
             .filter(|p| !p.is_empty())
@@ -578,11 +585,9 @@ mod tests {
     #[test]
     fn provider_needs_path() {
         let p = FileSinkProvider::new(FileFormat::Json);
-        let err = p.create(&BTreeMap::new()).err().expect("must fail");
+        let err = p.create(&sluice_engine::Options::new()).err().expect("must fail");
         assert!(matches!(&err, SluiceError::InvalidArgument(m) if m == "the file sink needs option path"), "{err}");
-        let mut opts = BTreeMap::new();
-        opts.insert("path".to_string(), "/tmp/x".to_string());
-        opts.insert("compression".to_string(), "zstd".to_string());
+        let opts = sluice_engine::Options::from_pairs([("path", "/tmp/x"), ("compression", "zstd")]);
         assert!(p.create(&opts).is_err(), "zstd is not a JSON codec");
         let pq = FileSinkProvider::new(FileFormat::Parquet);
         let sink = pq.create(&opts).expect("parquet zstd");

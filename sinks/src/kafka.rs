@@ -679,7 +679,14 @@ pub struct KafkaSinkProvider;
 impl SinkProvider for KafkaSinkProvider {
     /// # Errors
     /// As [`KafkaSinkConfig::from_options`].
-    fn create(&self, options: &BTreeMap<String, String>) -> Result<Box<dyn Sink>> {
+    fn create(&self, opts_in: &sluice_engine::Options) -> Result<Box<dyn Sink>> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         Ok(Box::new(KafkaSink::from_options(options)?))
     }
 }

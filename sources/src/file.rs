@@ -75,7 +75,7 @@ use sluice_checkpoint::{BatchLog, CheckpointError};
 use sluice_engine::interop::record_batches_to_df;
 use sluice_engine::manifest::{METADATA_DIR, read_manifest};
 use sluice_engine::{
-    Offset, Result, Session, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
+    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
     StreamingDataFrame,
 };
 
@@ -188,8 +188,15 @@ impl SourceFormat for FileSourceFormat {
         &self,
         path: &str,
         schema: Option<SchemaRef>,
-        options: &BTreeMap<String, String>,
+        opts_in: &sluice_engine::Options,
     ) -> Result<SourceProviderRef> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         Ok(Arc::new(FileSourceProvider::new(self.kind, path, schema, options)?))
     }
 }
@@ -306,7 +313,7 @@ impl FileSource {
     ///
     /// # Errors
     /// As [`FileSourceProvider::new`].
-    pub fn to_df(self, session: &Session) -> Result<StreamingDataFrame> {
+    pub fn to_df(self, session: &EngineSession) -> Result<StreamingDataFrame> {
         Ok(session.stream_from(self.build()?))
     }
 }

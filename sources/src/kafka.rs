@@ -63,7 +63,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use serde_json::Value;
 use sluice_engine::interop::record_batches_to_df;
 use sluice_engine::{
-    Offset, Result, Session, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
+    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
     StreamingDataFrame,
 };
 
@@ -576,7 +576,14 @@ impl SourceFormat for KafkaSourceFormat {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for a non-empty path, a user schema (the Kafka
     /// source's schema is fixed, as in Spark) or a bad option.
-    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &BTreeMap<String, String>) -> Result<SourceProviderRef> {
+    fn create(&self, path: &str, schema: Option<SchemaRef>, opts_in: &sluice_engine::Options) -> Result<SourceProviderRef> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         if !path.is_empty() {
             return Err(invalid(format!(
                 "the Kafka source takes no path ({path:?} given): call load(\"\") and name the topics with the \
@@ -673,7 +680,7 @@ impl KafkaSource {
     ///
     /// # Errors
     /// As [`KafkaSourceConfig::from_options`].
-    pub fn to_df(&self, session: &Session) -> Result<StreamingDataFrame> {
+    pub fn to_df(&self, session: &EngineSession) -> Result<StreamingDataFrame> {
         Ok(session.stream_from(self.build()?))
     }
 }

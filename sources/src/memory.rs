@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::{DataFrame, IntoLazy, SchemaRef, UnionArgs, concat};
-use sluice_engine::{Offset, Result, Session, SluiceError, Source, SourceContext, SourceProvider, StreamingDataFrame};
+use sluice_engine::{Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceProvider, StreamingDataFrame};
 
 #[derive(Default)]
 struct Inner {
@@ -44,7 +44,7 @@ impl MemoryStream {
     }
 
     /// A streaming data frame reading this stream.
-    pub fn to_df(&self, session: &Session) -> StreamingDataFrame {
+    pub fn to_df(&self, session: &EngineSession) -> StreamingDataFrame {
         session.stream_from(Arc::new(self.clone()))
     }
 }

@@ -25,7 +25,7 @@ use polars::prelude::{DataFrame, DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 use sluice_engine::interop::record_batch_to_df;
 use sluice_engine::{
-    Offset, Result, Session, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
+    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
     StreamingDataFrame,
 };
 
@@ -142,7 +142,14 @@ pub struct RateSourceFormat;
 impl SourceFormat for RateSourceFormat {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for a path, a user schema or a bad option.
-    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &BTreeMap<String, String>) -> Result<SourceProviderRef> {
+    fn create(&self, path: &str, schema: Option<SchemaRef>, opts_in: &sluice_engine::Options) -> Result<SourceProviderRef> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         if !path.is_empty() {
             return Err(SluiceError::InvalidArgument(format!("the rate source takes no path ({path:?} given): load(\"\")")));
         }
@@ -189,7 +196,7 @@ impl RateSource {
         self.cfg
     }
     /// A streaming data frame reading this source in `session`.
-    pub fn to_df(&self, session: &Session) -> StreamingDataFrame {
+    pub fn to_df(&self, session: &EngineSession) -> StreamingDataFrame {
         session.stream_from(Arc::new(self.clone()))
     }
 }
@@ -372,7 +379,7 @@ mod tests {
         assert!(cfg(&[("rampUpTime", "5 fortnights")]).is_err());
         assert_eq!(cfg(&[("RAMPUPTIME", "2m")]).unwrap().ramp_up_time_seconds, 120);
         assert_eq!(cfg(&[("rampUpTime", "1500ms")]).unwrap().ramp_up_time_seconds, 1);
-        assert!(RateSourceFormat.create("x", None, &BTreeMap::new()).is_err());
+        assert!(RateSourceFormat.create("x", None, &sluice_engine::Options::new()).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use polars::prelude::{DataFrame, DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 use sluice_engine::interop::record_batch_to_df;
 use sluice_engine::{
-    Offset, Result, Session, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
+    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
     StreamingDataFrame,
 };
 
@@ -49,7 +49,14 @@ impl SourceFormat for SocketSourceFormat {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for a path, a user schema, a missing `host` or
     /// `port`, or a bad value.
-    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &BTreeMap<String, String>) -> Result<SourceProviderRef> {
+    fn create(&self, path: &str, schema: Option<SchemaRef>, opts_in: &sluice_engine::Options) -> Result<SourceProviderRef> {
+        let options: &BTreeMap<String, String> = &{
+            // Interim: the connectors read a plain map until they adopt `Options`.
+            for (k, _) in opts_in.iter() {
+                opts_in.mark_read(k);
+            }
+            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
         if !path.is_empty() {
             return Err(SluiceError::InvalidArgument(format!("the socket source takes no path ({path:?} given): load(\"\")")));
         }
@@ -100,7 +107,7 @@ impl SocketSource {
         self
     }
     /// A streaming data frame reading this source in `session`.
-    pub fn to_df(&self, session: &Session) -> StreamingDataFrame {
+    pub fn to_df(&self, session: &EngineSession) -> StreamingDataFrame {
         session.stream_from(Arc::new(self.clone()))
     }
 }

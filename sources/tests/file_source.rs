@@ -1,7 +1,6 @@
 //! The file source through the `Source` trait, as the trigger loop drives it: offsets,
 //! the source log across restarts, AvailableNow, parse modes, CSV and Parquet.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -454,7 +453,7 @@ fn parquet_round_trip_projects_and_casts_to_the_schema() {
         Field::new("ts".into(), DataType::Datetime(TimeUnit::Microseconds, None)),
         Field::new("n".into(), DataType::Int64),
     ]);
-    let options = BTreeMap::from([("maxFilesPerTrigger".to_string(), "5".to_string())]);
+    let options = sluice_engine::Options::from_pairs([("maxFilesPerTrigger", "5")]);
     let provider = FileSourceFormat::parquet()
         .create(&dir.path().to_string_lossy(), Some(Arc::new(declared.clone())), &options)
         .unwrap();
@@ -478,7 +477,7 @@ fn parquet_round_trip_projects_and_casts_to_the_schema() {
 
 #[test]
 fn the_schema_is_required_and_options_are_checked() {
-    let err = FileSourceFormat::json().create("/tmp/in", None, &BTreeMap::new()).err().unwrap();
+    let err = FileSourceFormat::json().create("/tmp/in", None, &sluice_engine::Options::new()).err().unwrap();
     assert!(matches!(err, SluiceError::InvalidArgument(_)));
     assert!(
         err.to_string().contains("file sources need a schema (Spark's readStream requires one): call .schema(...)"),
@@ -585,7 +584,7 @@ fn an_empty_manifest_directory_lists_no_file() {
 /// Runs `read_stream().format("json")` with AvailableNow on `ckdir`, returning each
 /// batch's id and sensors.
 fn run_available_now(input: &Path, ckdir: &Path) -> Vec<(u64, Vec<Option<String>>)> {
-    use sluice_engine::{ProgressDisplay, Session, Trigger};
+    use sluice_engine::{EngineSession as Session, ProgressDisplay, Trigger};
     use std::sync::Mutex;
     let session = Session::new();
     session.register_source_format("json", Arc::new(FileSourceFormat::json()));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use polars::prelude::{DataFrame, SchemaRef};
 use sluice_checkpoint::Checkpoint;
 
+use super::Options;
 use crate::Result;
 
 /// A source offset: source-defined JSON, logged verbatim in `offsets/N`
@@ -85,3 +86,19 @@ pub trait SourceProvider: Send + Sync {
 
 /// Shared handle to a source provider.
 pub type SourceProviderRef = Arc<dyn SourceProvider>;
+
+/// Creates sources by format name (`"json"`, `"csv"`, `"parquet"`, `"kafka"`) from the
+/// reader's path, schema and options.
+pub trait SourceFormat: Send + Sync {
+    /// A provider for the source at `path` (empty for sources without one, e.g. Kafka)
+    /// with `schema` and the reader's options. Options the source does not read are
+    /// reported at `start()` (see [`Options::unread`]).
+    ///
+    /// # Errors
+    /// [`crate::SluiceError::InvalidArgument`] naming a missing or invalid option or schema.
+    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &Options) -> Result<SourceProviderRef>;
+    /// The options this source reads (Spark's names), listed when an option is not used.
+    fn known_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+}

@@ -3,6 +3,7 @@
 use polars::prelude::DataFrame;
 use sluice_checkpoint::BatchId;
 
+use super::Options;
 use crate::{OutputMode, Result};
 
 /// What a sink is told when its query starts.
@@ -42,18 +43,15 @@ pub trait Sink: Send {
 /// Creates sinks by format name (`"parquet"`, `"console"`, ...) from options.
 pub trait SinkProvider: Send + Sync {
     /// A new sink for one query run, configured by the writer's options (`path`, ...).
-    fn create(&self, options: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Sink>>;
-}
-
-/// Creates sources by format name (`"json"`, `"csv"`, `"parquet"`) from options.
-pub trait SourceFormat: Send + Sync {
-    /// A provider for the source at `path` with `schema` and the reader's options.
-    fn create(
-        &self,
-        path: &str,
-        schema: Option<polars::prelude::SchemaRef>,
-        options: &std::collections::BTreeMap<String, String>,
-    ) -> Result<crate::SourceProviderRef>;
+    /// Options the sink does not read are reported at `start()` (see [`Options::unread`]).
+    ///
+    /// # Errors
+    /// [`crate::SluiceError::InvalidArgument`] naming a missing or invalid option.
+    fn create(&self, options: &Options) -> Result<Box<dyn Sink>>;
+    /// The options this sink reads (Spark's names), listed when an option is not used.
+    fn known_options(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Calls a closure with each batch's rows and id (Spark's `foreachBatch`).
