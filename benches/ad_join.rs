@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice::prelude::*;
-use sluice::{JoinType, StreamingQueryProgress};
+use sluice::{StreamJoinType, StreamingQueryProgress};
 use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, Rng};
 
 const FILES: usize = 20;
@@ -172,7 +172,7 @@ fn state_peak(progress: &[StreamingQueryProgress]) -> (u64, u64, f64) {
 }
 
 /// One run of the query over `input/impressions` and `input/clicks`.
-fn run(how: JoinType, input: &Path, work: &Path) -> anyhow::Result<Measure> {
+fn run(how: StreamJoinType, input: &Path, work: &Path) -> anyhow::Result<Measure> {
     let session = Session::new();
     let impressions = common::json_source(&session, &input.join("impressions"), common::impressions_schema())?;
     let clicks = common::json_source(&session, &input.join("clicks"), common::clicks_schema())?;
@@ -244,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         loadavg()
     );
 
-    let mut results = vec![run(JoinType::Inner, &input, work.path())?, run(JoinType::LeftOuter, &input, work.path())?];
+    let mut results = vec![run(StreamJoinType::Inner, &input, work.path())?, run(StreamJoinType::LeftOuter, &input, work.path())?];
 
     // PySpark on the same files: inner with each partition count, leftOuter with the last.
     let partitions = std::env::var("SLUICE_BENCH_SPARK_PARTITIONS").unwrap_or_else(|_| "200,2".into());

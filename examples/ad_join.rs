@@ -21,7 +21,7 @@ use std::path::Path;
 
 use clap::Parser;
 use sluice::prelude::*;
-use sluice::JoinType;
+use sluice::StreamJoinType;
 
 #[derive(Parser, Debug)]
 #[command(about = "Impressions joined with clicks (Spark's stream-stream join)")]
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     };
     let output = args.io.output.clone().unwrap_or_else(|| work.join("output"));
     let checkpoint = args.io.checkpoint.clone().unwrap_or_else(|| work.join("checkpoint"));
-    let how: JoinType = args.how.parse()?;
+    let how: StreamJoinType = args.how.parse()?;
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
     let impressions = common::json_source(&session, &input.join("impressions"), common::impressions_schema())?;

@@ -20,7 +20,7 @@ use std::io::Write;
 
 use clap::Parser;
 use sluice::prelude::*;
-use sluice::JoinType;
+use sluice::StreamJoinType;
 
 #[derive(Parser, Debug)]
 #[command(about = "Wiki edits joined with a static channel table (stream-static join)")]
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
     };
     let output = args.io.output.clone().unwrap_or_else(|| work.join("output"));
     let checkpoint = args.io.checkpoint.clone().unwrap_or_else(|| work.join("checkpoint"));
-    let how: JoinType = args.how.parse()?;
+    let how: StreamJoinType = args.how.parse()?;
     let mode: OutputMode = args.mode.parse()?;
     let session = Session::new();
     let channels = common::read_channels(&input.join("channels.csv"))?;

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_engine as engine;
 pub use sluice_engine::{
-    interval, session_window, window, DataStreamReader, DataStreamWriter, JoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
+    interval, session_window, window, DataStreamReader, DataStreamWriter, StreamJoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
     StreamingQuery, StreamingQueryProgress, Trigger,
 };
 pub use sluice_sinks as sinks;
@@ -56,7 +56,7 @@ use sluice_sinks::{ConsoleSink, MemoryTable};
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
-        interval, session_window, window, Clock, GroupKey, GroupState, GroupStateTimeout, JoinType as StreamJoinType,
+        interval, session_window, window, Clock, GroupKey, GroupState, GroupStateTimeout, StreamJoinType,
         ManualClock, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
     };
 

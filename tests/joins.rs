@@ -11,10 +11,10 @@ use std::sync::Arc;
 use sluice::prelude::*;
 use sluice::sinks::MemoryTable;
 use sluice::sources::MemoryStream;
-use sluice::{JoinType, SluiceError};
+use sluice::{StreamJoinType, SluiceError};
 
 /// Runs p08's input as a left outer ad join; the sink fails once at batch `fail_at`.
-fn run_join_failing_at(fail_at: Option<u64>, how: JoinType) -> BTreeMap<u64, String> {
+fn run_join_failing_at(fail_at: Option<u64>, how: StreamJoinType) -> BTreeMap<u64, String> {
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
     common::copy_ordered(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases/p08_ad_join_left_outer/input"), &input).unwrap();
@@ -48,7 +48,7 @@ fn run_join_failing_at(fail_at: Option<u64>, how: JoinType) -> BTreeMap<u64, Str
 
 #[test]
 fn restart_mid_join_after_each_batch_gives_the_uninterrupted_output() {
-    for how in [JoinType::LeftOuter, JoinType::FullOuter] {
+    for how in [StreamJoinType::LeftOuter, StreamJoinType::FullOuter] {
         let expected = run_join_failing_at(None, how);
         let rows: usize = expected.values().map(|v| v.lines().count()).sum();
         assert!(rows > 400, "{how}: {rows} rows");
@@ -91,7 +91,7 @@ fn join_state_stays_bounded_by_the_watermark_horizon() {
     let joined = common::ad_join(
         imp_stream.to_df(&session),
         clk_stream.to_df(&session),
-        JoinType::Inner,
+        StreamJoinType::Inner,
         "2 hours",
         "3 hours",
         "1 hour",
@@ -169,23 +169,23 @@ fn unsupported_joins_fail_at_start_with_a_reason() {
     let clk = MemoryStream::new(Arc::new(common::clicks_schema())).to_df(&session);
     let on = |a: &str| [col(a)];
     // Outer join without watermarks.
-    let m = analysis(imp.join(&clk, on("ad_id"), on("click_ad_id"), JoinType::LeftOuter, None), OutputMode::Append);
+    let m = analysis(imp.join(&clk, on("ad_id"), on("click_ad_id"), StreamJoinType::LeftOuter, None), OutputMode::Append);
     assert!(m.contains("LeftOuter join") && m.contains("watermark"), "{m}");
     // Watermarks but no range condition.
     let imp_w = imp.with_watermark("impression_time", "2 hours").unwrap();
     let clk_w = clk.with_watermark("click_time", "3 hours").unwrap();
-    let m = analysis(imp_w.join(&clk_w, on("ad_id"), on("click_ad_id"), JoinType::FullOuter, None), OutputMode::Append);
+    let m = analysis(imp_w.join(&clk_w, on("ad_id"), on("click_ad_id"), StreamJoinType::FullOuter, None), OutputMode::Append);
     assert!(m.contains("FullOuter join") && m.contains("range condition"), "{m}");
     // A condition that bounds only one side is not enough for a full outer join.
     let only_clicks = col("click_time").gt_eq(col("impression_time"));
     let m = analysis(
-        imp_w.join(&clk_w, on("ad_id"), on("click_ad_id"), JoinType::FullOuter, Some(only_clicks.clone())),
+        imp_w.join(&clk_w, on("ad_id"), on("click_ad_id"), StreamJoinType::FullOuter, Some(only_clicks.clone())),
         OutputMode::Append,
     );
     assert!(m.contains("bounds the left side"), "{m}");
     // ... but it is for a right outer join (clicks are the outer side).
     let q = imp_w
-        .join(&clk_w, on("ad_id"), on("click_ad_id"), JoinType::RightOuter, Some(only_clicks))
+        .join(&clk_w, on("ad_id"), on("click_ad_id"), StreamJoinType::RightOuter, Some(only_clicks))
         .write_stream()
         .progress(ProgressDisplay::Off)
         .sink(Box::new(MemoryTable::new().sink()))
@@ -193,18 +193,18 @@ fn unsupported_joins_fail_at_start_with_a_reason() {
         .unwrap();
     q.stop().unwrap();
     // Joins are append only.
-    let m = analysis(imp.join(&clk, on("ad_id"), on("click_ad_id"), JoinType::Inner, None), OutputMode::Update);
+    let m = analysis(imp.join(&clk, on("ad_id"), on("click_ad_id"), StreamJoinType::Inner, None), OutputMode::Update);
     assert!(m.contains("Update output mode not supported for stream-stream joins"), "{m}");
     // Stream-static: only inner and left outer.
     let static_df = df!("ad_id" => ["a"], "owner" => ["x"]).unwrap();
-    let m = analysis(imp.join_static(static_df, on("ad_id"), on("ad_id"), JoinType::RightOuter), OutputMode::Append);
+    let m = analysis(imp.join_static(static_df, on("ad_id"), on("ad_id"), StreamJoinType::RightOuter), OutputMode::Append);
     assert!(m.contains("stream-static join supports Inner and LeftOuter"), "{m}");
 }
 
 /// The join types on a tiny exact example, through the whole engine.
 #[test]
 fn join_types_on_a_small_example() {
-    let run = |how: JoinType| -> Vec<String> {
+    let run = |how: StreamJoinType| -> Vec<String> {
         let session = Session::new();
         let imp = MemoryStream::new(Arc::new(common::impressions_schema()));
         let clk = MemoryStream::new(Arc::new(common::clicks_schema()));
@@ -250,11 +250,11 @@ fn join_types_on_a_small_example() {
         rows.sort();
         rows
     };
-    assert_eq!(run(JoinType::Inner), vec!["\"a\"|\"a\""]);
-    assert_eq!(run(JoinType::LeftOuter), vec!["\"a\"|\"a\"", "\"b\"|null", "\"c\"|null"]);
-    assert_eq!(run(JoinType::RightOuter), vec!["\"a\"|\"a\"", "null|\"b\"", "null|\"z\""]);
-    assert_eq!(run(JoinType::FullOuter), vec!["\"a\"|\"a\"", "\"b\"|null", "\"c\"|null", "null|\"b\"", "null|\"z\""]);
-    assert_eq!(run(JoinType::LeftSemi), vec!["\"a\"|-"]);
+    assert_eq!(run(StreamJoinType::Inner), vec!["\"a\"|\"a\""]);
+    assert_eq!(run(StreamJoinType::LeftOuter), vec!["\"a\"|\"a\"", "\"b\"|null", "\"c\"|null"]);
+    assert_eq!(run(StreamJoinType::RightOuter), vec!["\"a\"|\"a\"", "null|\"b\"", "null|\"z\""]);
+    assert_eq!(run(StreamJoinType::FullOuter), vec!["\"a\"|\"a\"", "\"b\"|null", "\"c\"|null", "null|\"b\"", "null|\"z\""]);
+    assert_eq!(run(StreamJoinType::LeftSemi), vec!["\"a\"|-"]);
 }
 
 /// Two watermarks combine with the `min` policy by default, `max` when configured
@@ -268,7 +268,7 @@ fn multiple_watermarks_combine_with_min_or_max() {
         }
         let imp = MemoryStream::new(Arc::new(common::impressions_schema()));
         let clk = MemoryStream::new(Arc::new(common::clicks_schema()));
-        let joined = common::ad_join(imp.to_df(&session), clk.to_df(&session), JoinType::Inner, "2 hours", "3 hours", "1 hour").unwrap();
+        let joined = common::ad_join(imp.to_df(&session), clk.to_df(&session), StreamJoinType::Inner, "2 hours", "3 hours", "1 hour").unwrap();
         let q = joined.write_stream().progress(ProgressDisplay::Off).sink(Box::new(MemoryTable::new().sink())).start().unwrap();
         imp.add_data(frame(vec![
             Column::new("ad_id".into(), vec!["a"]),

@@ -4,61 +4,58 @@
 //! Structured Streaming's semantics, on Arrow and Polars.
 //!
 //! ```text
-//!  EngineSession ──read_stream()──► StreamingDataFrame ──select/filter/with_watermark/group_by──►
-//!  LogicalPlan ──write_stream().start()──► MicroBatchExecution (own thread)
-//!     sources ──Arrow→Polars──► stateless ops ──► watermark stats ──► StatefulOperator(s)
-//!     ──► sink ──► state deltas ──► commit log           handle: StreamingQuery
+//!  api/        EngineSession ─read_stream()─► StreamingDataFrame ─select/filter/with_watermark/
+//!              group_by/join/...─► LogicalPlan ─write_stream().start()─┐
+//!  plan/       LogicalPlan ─analysis (Spark's rules)─► PhysicalPlan     │
+//!              (stateless Polars steps + stateful operators)            │
+//!  execution/  StreamingQuery (handle) ◄── MicroBatchExecution (own thread): per batch
+//!              offsets/N ─► sources (connector/) ─Arrow→Polars─► PhysicalPlan ─► sink
+//!              ─► state deltas ─► commits/N ─► next watermark (time/)
+//!  operators/  aggregate · session_window · dedup · join · group_state, each on a
+//!  state/      KeyedState over a partitioned, versioned StateStore in the checkpoint
 //! ```
 //!
-//! * [`dataframe`]: the API ([`EngineSession`], [`StreamingDataFrame`], [`DataStreamWriter`]).
-//! * [`execution`]: the trigger loop and recovery (diagram there).
-//! * [`aggregate`]: incremental windowed aggregation with watermarks.
-//! * [`dedup`]: streaming deduplication (`drop_duplicates`, within a watermark or not).
-//! * [`session`]: session-window aggregation (sessions merged across batches).
-//! * [`state`]: the partitioned, versioned state store on the checkpoint.
-//! * [`source`] / [`sink`]: the extension traits. [`interop`]: Arrow ↔ Polars, zero-copy.
+//! * [`api`]: what users call ([`EngineSession`], [`StreamingDataFrame`],
+//!   [`DataStreamWriter`], [`window`], ...).
+//! * [`plan`]: the logical plan, Spark's analysis rules, the physical plan.
+//! * [`execution`]: the trigger loop ([`execution::micro_batch`]), starting and recovery
+//!   ([`execution::recovery`]), the query handle, progress.
+//! * [`operators`]: each stateful operator, with the [`StatefulOperator`] trait.
+//! * [`state`]: the state store and the keyed state every operator keeps.
+//! * [`time`]: intervals, event time, watermarks, clocks.
+//! * [`connector`]: the [`Source`] and [`Sink`] traits and their [`Options`]; the
+//!   built-in connectors live in `sluice-connectors`. [`interop`]: Arrow ↔ Polars,
+//!   zero-copy.
 //!
 //! Why micro-batches over Polars: every step of a batch (projection, partial aggregation,
 //! state merge, eviction) is a vectorized Polars operation over whole columns; the state
 //! lives as columnar frames, never as per-row objects.
 
-pub mod aggregate;
-pub mod clock;
-pub mod dataframe;
-pub mod dedup;
+pub mod api;
+pub mod connector;
 mod error;
 pub mod execution;
 mod format;
-pub mod functions;
-pub mod group_state;
 pub mod interop;
-pub mod interval;
-pub mod join;
 pub mod manifest;
-mod modes;
-pub mod operator;
+pub mod operators;
 pub mod plan;
-pub mod progress;
-pub mod query;
-pub mod session;
-pub mod connector;
 pub mod state;
+pub mod time;
 
-pub use dataframe::{
-    CheckpointLocation, DataStreamReader, DataStreamWriter, GroupedStreamingDataFrame, ProgressDisplay, EngineSession,
-    StreamingDataFrame,
+pub use api::{
+    interval, session_window, window, CheckpointLocation, DataStreamReader, DataStreamWriter, EngineSession,
+    GroupedStreamingDataFrame, OutputMode, StreamingDataFrame, Trigger,
 };
-pub use error::{Result, SluiceError};
-pub use format::FileFormat;
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use functions::{session_window, window};
-pub use group_state::{GroupKey, GroupState, GroupStateTimeout};
-pub use join::{interval, JoinType};
-pub use modes::{OutputMode, Trigger};
-pub use progress::{StateOperatorProgress, StreamingQueryProgress};
-pub use query::StreamingQuery;
-pub use sluice_checkpoint as checkpoint;
 pub use connector::{
     ForeachBatchSink, Offset, Options, Sink, SinkContext, SinkProvider, Source, SourceContext, SourceFormat, SourceProvider,
     SourceProviderRef,
 };
+pub use error::{Result, SluiceError};
+pub use execution::{ProgressDisplay, StreamingQuery, StreamingQueryProgress};
+pub use format::FileFormat;
+pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};
+pub use operators::join::StreamJoinType;
+pub use operators::{StateOperatorProgress, StatefulOperator};
+pub use sluice_checkpoint as checkpoint;
+pub use time::{Clock, ManualClock, SystemClock};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sluice::prelude::*;
-use sluice::{interval, JoinType, StreamingQueryProgress};
+use sluice::{interval, StreamJoinType, StreamingQueryProgress};
 
 /// `--input DIR --output DIR --checkpoint DIR` of every job.
 #[derive(clap::Args, Debug, Clone)]
@@ -141,7 +141,7 @@ pub fn clicks_schema() -> Schema {
 pub fn ad_join(
     impressions: StreamingDataFrame,
     clicks: StreamingDataFrame,
-    how: JoinType,
+    how: StreamJoinType,
     impression_watermark: &str,
     click_watermark: &str,
     max_gap: &str,
@@ -174,7 +174,7 @@ pub fn read_channels(path: &Path) -> anyhow::Result<DataFrame> {
 pub fn wiki_languages(
     edits: StreamingDataFrame,
     channels: DataFrame,
-    how: JoinType,
+    how: StreamJoinType,
     window_len: Option<&str>,
     watermark: &str,
 ) -> anyhow::Result<StreamingDataFrame> {

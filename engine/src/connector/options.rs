@@ -187,7 +187,7 @@ impl Options {
     pub fn interval_ms(&self, key: &str) -> Result<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => crate::interval::parse_interval_ms(v)
+            Some(v) => crate::time::interval::parse_interval_ms(v)
                 .map(Some)
                 .map_err(|e| SluiceError::InvalidArgument(format!("option {key}: {e}"))),
         }

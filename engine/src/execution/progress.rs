@@ -1,8 +1,11 @@
-//! `StreamingQueryProgress`: what each micro-batch did, in Spark's JSON shape.
+//! What each micro-batch did: [`StreamingQueryProgress`] in Spark's JSON shape, and how
+//! it is shown on the terminal ([`ProgressDisplay`], [`ProgressReporter`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::operators::StateOperatorProgress;
 
 /// Progress of one micro-batch (Spark's `StreamingQueryProgress`; same JSON field names).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -37,47 +40,6 @@ pub struct StreamingQueryProgress {
     pub sources: Vec<SourceProgress>,
     /// The sink.
     pub sink: SinkProgress,
-}
-
-/// Metrics of one stateful operator in one batch (Spark's `StateOperatorProgress`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct StateOperatorProgress {
-    /// Operator name, e.g. `stateStoreSave`.
-    pub operator_name: String,
-    /// State rows after the batch.
-    pub num_rows_total: u64,
-    /// State rows inserted or updated by the batch.
-    pub num_rows_updated: u64,
-    /// State rows removed (evicted by the watermark) by the batch.
-    pub num_rows_removed: u64,
-    /// Input rows dropped as late; for aggregations, counted after partial aggregation
-    /// (groups), as in Spark.
-    pub num_rows_dropped_by_watermark: u64,
-    /// Estimated bytes of the in-memory state.
-    pub memory_used_bytes: u64,
-    /// Number of state partitions.
-    pub num_state_partitions: u64,
-    /// Operator-specific metrics (e.g. per join side).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub custom_metrics: BTreeMap<String, i64>,
-}
-
-impl StateOperatorProgress {
-    /// Empty metrics for an operator named `name`.
-    pub fn new(name: &str) -> Self {
-        Self { operator_name: name.to_string(), ..Default::default() }
-    }
-    /// Records a batch of a single-store operator: state rows `updated` and `removed`,
-    /// input rows (or groups) `dropped` as late, and the size of `state` after the batch
-    /// (`numRowsTotal`, `memoryUsedBytes`).
-    pub fn record_batch(&mut self, updated: u64, removed: u64, dropped: u64, state: &polars::prelude::DataFrame) {
-        self.num_rows_updated = updated;
-        self.num_rows_removed = removed;
-        self.num_rows_dropped_by_watermark = dropped;
-        self.num_rows_total = state.height() as u64;
-        self.memory_used_bytes = state.estimated_size() as u64;
-    }
 }
 
 /// Progress of one source in one batch.
@@ -127,5 +89,69 @@ impl StreamingQueryProgress {
             line.push_str(&format!(", {dropped} late dropped"));
         }
         line
+    }
+}
+
+/// How a running query reports progress on the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressDisplay {
+    /// One line per batch on stderr, prefixed with the query name when it has one.
+    Lines,
+    /// An indicatif progress bar (best for `AvailableNow` backlogs).
+    Bar,
+    /// Nothing (progress is still available through the query handle and `tracing`).
+    Off,
+}
+
+/// Shows each batch's progress as [`ProgressDisplay`] says, and logs it with `tracing`
+/// (target `sluice::progress`).
+pub struct ProgressReporter {
+    display: ProgressDisplay,
+    name: Option<String>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressReporter {
+    /// A reporter for the query named `name` (if any).
+    pub fn new(display: ProgressDisplay, name: Option<String>) -> Self {
+        ProgressReporter { display, name, bar: None }
+    }
+
+    /// An `AvailableNow` run knows its backlog (`total`, in the sources' units): show a
+    /// bar when the display is [`ProgressDisplay::Bar`].
+    pub fn start_backlog(&mut self, total: u64) {
+        if self.display != ProgressDisplay::Bar {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        self.bar = Some(bar);
+    }
+
+    /// Reports one batch.
+    pub fn report(&self, progress: &StreamingQueryProgress) {
+        let line = match &self.name {
+            Some(n) => format!("[{n}] {}", progress.summary_line()),
+            None => progress.summary_line(),
+        };
+        match (&self.bar, self.display) {
+            (Some(bar), _) => {
+                bar.inc(1);
+                bar.set_message(line.clone());
+            }
+            (None, ProgressDisplay::Lines | ProgressDisplay::Bar) => eprintln!("{line}"),
+            (None, ProgressDisplay::Off) => {}
+        }
+        tracing::info!(target: "sluice::progress", "{line}");
+    }
+
+    /// Clears the bar, if any.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }

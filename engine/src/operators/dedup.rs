@@ -27,11 +27,10 @@
 use std::sync::Arc;
 
 use polars::prelude::*;
-use sluice_checkpoint::Checkpoint;
 
-use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::plan::LogicalPlan;
-use crate::state::{delta_of, StateStore};
+use super::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{KeyedState, StateStore};
+use crate::time::event_time::{evict, micros, EventTimeColumn};
 use crate::{Result, SluiceError};
 
 /// The state column of `drop_duplicates_within_watermark`: when a key expires, µs since
@@ -92,30 +91,20 @@ pub fn resolve_keys(schema: &Schema, subset: &[String]) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The delay (ms) of the watermark defined on `column` below `plan`, if any.
-fn watermark_delay_ms(plan: &LogicalPlan, column: &str) -> Option<i64> {
-    match plan {
-        LogicalPlan::Watermark { column: c, delay_ms, .. } if c == column => Some(*delay_ms),
-        LogicalPlan::Aggregate { .. } => None,
-        other => other.inputs().into_iter().find_map(|i| watermark_delay_ms(i, column)),
-    }
-}
-
 impl DedupPlan {
     /// Plans `drop_duplicates(subset)` (or, with `within_watermark`,
-    /// `drop_duplicates_within_watermark(subset)`) over `input`.
+    /// `drop_duplicates_within_watermark(subset)`) over input of `schema` whose watermarked
+    /// columns are `watermarks` (`(column, delay ms)`, from the plan below).
     ///
     /// # Errors
     /// [`SluiceError::Analysis`] for an unknown key column, for a within-watermark
-    /// deduplication whose input has no watermark or more than one watermarked column,
-    /// and (from the input's schema) for a badly typed input.
-    pub fn new(input: &Arc<LogicalPlan>, subset: &[String], within_watermark: bool) -> Result<Self> {
-        let schema = input.schema()?;
+    /// deduplication whose input has no watermark or more than one watermarked column.
+    pub fn new(schema: SchemaRef, subset: &[String], within_watermark: bool, watermarks: &[(String, i64)]) -> Result<Self> {
         let keys = resolve_keys(&schema, subset)?;
         let mut event_times: Vec<String> = Vec::new();
-        for c in input.watermark_columns() {
-            if schema.contains(&c) && !event_times.contains(&c) {
-                event_times.push(c);
+        for (c, _) in watermarks {
+            if schema.contains(c) && !event_times.contains(c) {
+                event_times.push(c.clone());
             }
         }
         let within_watermark_delay_ms = if within_watermark {
@@ -136,7 +125,7 @@ impl DedupPlan {
                     )))
                 }
             };
-            Some(watermark_delay_ms(input, column).ok_or_else(|| {
+            Some(watermarks.iter().find(|(c, _)| c == column).map(|(_, d)| *d).ok_or_else(|| {
                 SluiceError::Internal(format!("no watermark node found for the event-time column {column:?}"))
             })?)
         } else {
@@ -171,47 +160,36 @@ impl DedupPlan {
     }
 }
 
-/// Event time of `column` in µs (Int64; null stays null).
-fn event_time_us(column: &str) -> Expr {
-    col(column).cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64)
-}
-
 /// The physical deduplication operator, either variant (see the module docs).
 pub struct StreamingDeduplicateExec {
     plan: DedupPlan,
-    store: StateStore,
-    state: DataFrame,
-    pending_delta: Option<DataFrame>,
+    state: KeyedState,
     progress: StateOperatorProgress,
 }
 
 impl StreamingDeduplicateExec {
-    /// A new operator with empty state in store `op_id` (call
+    /// A new operator with empty state in store `store_id` (call
     /// [`StatefulOperator::restore`] to load).
-    pub fn new(plan: DedupPlan, op_id: usize, partitions: usize) -> Self {
-        let store = StateStore {
-            op_id,
+    pub fn new(plan: DedupPlan, store_id: usize, partitions: usize) -> Self {
+        let state = KeyedState::new(StateStore {
+            store_id,
             partitions,
             key_columns: plan.keys.clone(),
             schema: plan.state_schema(),
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
-        };
-        let state = store.empty();
+        });
         let short = if plan.within_watermark_delay_ms.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
-        StreamingDeduplicateExec { plan, store, state, pending_delta: None, progress: StateOperatorProgress::new(short) }
+        StreamingDeduplicateExec { plan, state, progress: StateOperatorProgress::new(short) }
     }
 
-    /// Mask of the state rows to evict at `watermark_ms` (none when the state is not
+    /// The state column whose event time evicts a key (none when the state is not
     /// evictable).
-    fn expired(&self, state: &DataFrame, watermark_ms: i64) -> Result<Option<BooleanChunked>> {
-        let limit = watermark_ms.saturating_mul(1000);
-        let column = match (&self.plan.within_watermark_delay_ms, &self.plan.event_time) {
-            (Some(_), _) => EXPIRES_AT_COLUMN.to_string(),
-            (None, Some(et)) if self.plan.event_time_is_key() => et.clone(),
-            _ => return Ok(None),
-        };
-        let mask = state.clone().lazy().select([event_time_us(&column).lt_eq(lit(limit)).fill_null(lit(false))]).collect()?;
-        Ok(Some(mask.columns()[0].bool()?.clone()))
+    fn eviction_key(&self) -> Option<EventTimeColumn> {
+        match (&self.plan.within_watermark_delay_ms, &self.plan.event_time) {
+            (Some(_), _) => Some(EventTimeColumn::new(EXPIRES_AT_COLUMN)),
+            (None, Some(et)) if self.plan.event_time_is_key() => Some(EventTimeColumn::new(et.as_str())),
+            _ => None,
+        }
     }
 }
 
@@ -228,17 +206,16 @@ impl StatefulOperator for StreamingDeduplicateExec {
         serde_json::json!({
             "operator": self.name(),
             "keys": self.plan.keys,
-            "stateSchema": self.store.schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
+            "stateSchema": self.state.store().schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
 
-    fn state_store_ids(&self) -> Vec<usize> {
-        vec![self.store.op_id]
+    fn states(&self) -> Vec<&KeyedState> {
+        vec![&self.state]
     }
 
-    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
-        self.state = self.store.load(ckpt, version)?;
-        Ok(())
+    fn states_mut(&mut self) -> Vec<&mut KeyedState> {
+        vec![&mut self.state]
     }
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
@@ -246,14 +223,8 @@ impl StatefulOperator for StreamingDeduplicateExec {
         let keys: Vec<Expr> = self.plan.keys.iter().map(|k| col(k.as_str())).collect();
         let mut kept = input.lazy().with_row_index(ROW, None).collect()?;
         let mut dropped = 0u64;
-        if let (Some(et), Some(wm)) = (&self.plan.event_time, ctx.watermark_for_late_events_ms) {
-            let late = event_time_us(et).lt_eq(lit(wm.saturating_mul(1000))).fill_null(lit(false));
-            let mask = kept.clone().lazy().select([late]).collect()?;
-            let mask = mask.columns()[0].bool()?.clone();
-            dropped = mask.sum().unwrap_or(0) as u64;
-            if dropped > 0 {
-                kept = kept.filter(&!&mask)?;
-            }
+        if let Some(et) = &self.plan.event_time {
+            (kept, dropped) = EventTimeColumn::new(et.as_str()).drop_late(kept, ctx.watermark_for_late_events_ms)?;
         }
         let first = kept
             .clone()
@@ -262,7 +233,7 @@ impl StatefulOperator for StreamingDeduplicateExec {
         let mut args = JoinArgs::new(JoinType::Anti);
         args.nulls_equal = true;
         let new_rows = first
-            .join(self.state.clone().lazy().select(keys.clone()), keys.clone(), keys.clone(), args)
+            .join(self.state.frame().clone().lazy().select(keys.clone()), keys.clone(), keys.clone(), args)
             .sort([ROW], Default::default())
             .drop(by_name([ROW], true, false))
             .collect()?;
@@ -273,48 +244,27 @@ impl StatefulOperator for StreamingDeduplicateExec {
             let et = self.plan.event_time.as_deref().unwrap_or_default();
             // A null event time counts as 0, as Spark reads it from its row.
             key_sel.push(
-                (event_time_us(et).fill_null(lit(0i64)) + lit(delay_ms.saturating_mul(1000))).alias(EXPIRES_AT_COLUMN),
+                (micros(col(et)).fill_null(lit(0i64)) + lit(delay_ms.saturating_mul(1000))).alias(EXPIRES_AT_COLUMN),
             );
         }
         let added = new_rows.clone().lazy().select(key_sel).collect()?;
-        let mut state = self.state.vstack(&added)?;
-        let mut upserts = added.clone();
-        let mut evicted = self.store.empty();
-        let mut removed = 0u64;
-        if let Some(wm) = ctx.watermark_for_eviction_ms {
-            if let Some(mask) = self.expired(&state, wm)? {
-                removed = mask.sum().unwrap_or(0) as u64;
-                if removed > 0 {
-                    // Keys added and evicted in this batch never reach the checkpoint.
-                    if let Some(gone) = self.expired(&added, wm)? {
-                        upserts = added.filter(&!&gone)?;
-                    }
-                    if let Some(old_gone) = self.expired(&self.state, wm)? {
-                        evicted = self.state.filter(&old_gone)?;
-                    }
-                    state = state.filter(&!&mask)?;
-                }
-            }
-        }
-        let delta = delta_of(&upserts, &[&evicted])?;
+        let state = self.state.frame().vstack(&added)?;
+        let (mut state, evicted, upserts) = evict(
+            state,
+            added.clone(),
+            self.eviction_key().as_ref(),
+            ctx.watermark_for_eviction_ms,
+        )?;
         state.rechunk_mut_par();
-
-        self.progress.record_batch(added.height() as u64, removed, dropped, &state);
+        let removed = evicted.height() as u64;
+        // Keys added and evicted in this batch never reached the checkpoint: their delete
+        // in the delta is a no-op.
+        self.state.set(state, &upserts, &[&evicted])?;
+        self.progress.record_batch(added.height() as u64, removed, dropped, &self.state);
         self.progress
             .custom_metrics
             .insert("numDroppedDuplicateRows".into(), (kept.height() - new_rows.height()) as i64);
-        self.state = state;
-        self.pending_delta = Some(delta);
         Ok(new_rows)
-    }
-
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(vec![self.store.commit_batch(ckpt, version, self.pending_delta.take(), &self.state)?])
-    }
-
-    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
-        self.store.purge(ckpt, keep_from_version)
     }
 
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {

@@ -5,7 +5,7 @@
 //! columns) and merges each batch into it with vectorized group-bys and joins. At commit,
 //! the batch's changes (a *delta*: upserted rows, and removed keys flagged `__deleted`) are
 //! split by `hash(key) mod partitions` and written as Arrow IPC files,
-//! `state/<op>/<partition>/<version>.delta`; every `snapshot_interval` versions each
+//! `state/<store>/<partition>/<version>.delta`; every `snapshot_interval` versions each
 //! partition also gets a full `<version>.snapshot`. Version `V` is the state after batch
 //! `V - 1` (version 0 is empty), as in Spark.
 //!
@@ -63,8 +63,8 @@ pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10;
 /// Persists one operator's state (see the module docs).
 #[derive(Debug, Clone)]
 pub struct StateStore {
-    /// The operator's id in the plan (its folder `state/<op>`).
-    pub op_id: usize,
+    /// The store's id in the plan (its folder `state/<store>`); a join owns two stores.
+    pub store_id: usize,
     /// Number of partitions, fixed for the checkpoint's life.
     pub partitions: usize,
     /// Columns forming the key.
@@ -188,7 +188,7 @@ impl StateStore {
                 if part.height() == 0 {
                     continue;
                 }
-                let path = ckpt.paths().state_file(self.op_id, p, version, StateFileKind::Delta);
+                let path = ckpt.paths().state_file(self.store_id, p, version, StateFileKind::Delta);
                 ckpt.put(&path, self.encode(&part)?, false)?;
                 written.push(p);
             }
@@ -198,29 +198,11 @@ impl StateStore {
             for p in 0..self.partitions {
                 let mask: BooleanChunked = pids.iter().map(|&x| x == p).collect();
                 let part = full.filter(&mask)?;
-                let path = ckpt.paths().state_file(self.op_id, p, version, StateFileKind::Snapshot);
+                let path = ckpt.paths().state_file(self.store_id, p, version, StateFileKind::Snapshot);
                 ckpt.put(&path, self.encode(&part)?, false)?;
             }
         }
         Ok(written)
-    }
-
-    /// Commits one batch of an operator owning this store: writes `pending` (the batch's
-    /// delta; `None` when the batch changed nothing) as `version`, plus a snapshot of
-    /// `full` when due. Returns this store's id and the partitions that got a delta, the
-    /// entry of the commit log.
-    ///
-    /// # Errors
-    /// As [`commit`](Self::commit).
-    pub fn commit_batch(
-        &self,
-        ckpt: &Checkpoint,
-        version: u64,
-        pending: Option<DataFrame>,
-        full: &DataFrame,
-    ) -> Result<(usize, Vec<usize>)> {
-        let delta = pending.unwrap_or_else(|| self.empty());
-        Ok((self.op_id, self.commit(ckpt, version, &delta, full)?))
     }
 
     /// Applies a delta to a state frame: removes the delta's keys, then appends its
@@ -254,7 +236,7 @@ impl StateStore {
         let mut parts = Vec::with_capacity(self.partitions);
         let mut delta_lists: std::collections::HashMap<u64, Vec<usize>> = Default::default();
         for p in 0..self.partitions {
-            let dir = ckpt.paths().state_dir(self.op_id, p);
+            let dir = ckpt.paths().state_dir(self.store_id, p);
             let mut snapshot = 0u64;
             for name in ckpt.list_names(&dir)? {
                 if let Some(v) = name.strip_suffix(".snapshot").and_then(|v| v.parse::<u64>().ok()) {
@@ -266,7 +248,7 @@ impl StateStore {
             let mut state = if snapshot == 0 {
                 self.empty()
             } else {
-                let path = ckpt.paths().state_file(self.op_id, p, snapshot, StateFileKind::Snapshot);
+                let path = ckpt.paths().state_file(self.store_id, p, snapshot, StateFileKind::Snapshot);
                 let data = ckpt.get(&path)?.ok_or_else(|| corrupt(ckpt, &path, "listed but unreadable".into()))?;
                 self.decode(ckpt, &path, data)?
             };
@@ -275,7 +257,7 @@ impl StateStore {
                     Some(l) => l.clone(),
                     None => {
                         let commit = ckpt.commits().require(v - 1)?;
-                        let l = commit.state_deltas.get(self.op_id).cloned().unwrap_or_default();
+                        let l = commit.state_deltas.get(self.store_id).cloned().unwrap_or_default();
                         delta_lists.insert(v, l.clone());
                         l
                     }
@@ -283,7 +265,7 @@ impl StateStore {
                 if !list.contains(&p) {
                     continue;
                 }
-                let path = ckpt.paths().state_file(self.op_id, p, v, StateFileKind::Delta);
+                let path = ckpt.paths().state_file(self.store_id, p, v, StateFileKind::Delta);
                 let data = ckpt.get(&path)?.ok_or_else(|| {
                     SluiceError::Checkpoint(CheckpointError::Missing {
                         path: ckpt.display_path(&path),
@@ -306,7 +288,7 @@ impl StateStore {
     /// Deletes state files no longer needed to load any version `>= keep_from`.
     pub fn purge(&self, ckpt: &Checkpoint, keep_from: u64) -> Result<()> {
         for p in 0..self.partitions {
-            let dir = ckpt.paths().state_dir(self.op_id, p);
+            let dir = ckpt.paths().state_dir(self.store_id, p);
             let names = ckpt.list_names(&dir)?;
             // the latest snapshot at or before keep_from is still needed
             let base = names
@@ -323,5 +305,47 @@ impl StateStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks that the checkpoint's `state/<store>/_metadata` records `description` (the
+/// operator and its state layout), writing it when the query starts on a fresh
+/// checkpoint (`fresh`). `operator` names the operator in messages.
+///
+/// # Errors
+/// [`SluiceError::Analysis`] when the file is missing on a used checkpoint or records
+/// another layout (the query's stateful operators changed: use a new checkpoint
+/// location); [`SluiceError::Checkpoint`] when it is unreadable.
+pub fn check_layout(
+    ckpt: &Checkpoint,
+    store_id: usize,
+    description: &serde_json::Value,
+    operator: &str,
+    fresh: bool,
+) -> Result<()> {
+    let path = ckpt.paths().state_metadata(store_id);
+    match ckpt.get(&path)? {
+        None if fresh => {
+            let text = serde_json::to_string(description).map_err(|e| SluiceError::Internal(e.to_string()))?;
+            ckpt.put(&path, bytes::Bytes::from(text + "\n"), false)?;
+            Ok(())
+        }
+        None => Err(SluiceError::analysis(format!(
+            "the query's stateful operators changed: {} is missing, so state store {store_id} ({operator}) \
+             did not exist when this checkpoint was written; use a new checkpoint location",
+            ckpt.display_path(&path),
+        ))),
+        Some(have) => {
+            let have: serde_json::Value =
+                serde_json::from_slice(&have).map_err(|e| corrupt(ckpt, &path, e.to_string()))?;
+            if &have != description {
+                return Err(SluiceError::analysis(format!(
+                    "the query's stateful operators changed: {} records {have} but the query has {description}; \
+                     use a new checkpoint location",
+                    ckpt.display_path(&path)
+                )));
+            }
+            Ok(())
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Joins: stream-static (a per-batch Polars join) and stream-stream
-//! (`StreamingSymmetricHashJoinExec`, Spark's symmetric hash join).
+//! The stream-stream join (`StreamingSymmetricHashJoinExec`, Spark's symmetric hash
+//! join): both sides buffered in their own state store.
 //!
 //! ```text
 //! batch rows L, R ──drop late rows (own event time <= watermark for late events)──►
@@ -9,197 +9,22 @@
 //! evict: state rows at or below their side's state watermark leave state; for an outer
 //!        side, those never matched are emitted null-padded
 //! ```
-//! A side's *state watermark* is solved from the join condition, as Spark's
-//! `StreamingJoinHelper.getStateValueWatermark`: each conjunct `a < b` (or `<=`, `>`, `>=`)
-//! whose two sides are `time + constants` is rearranged to bound this side's event time by
-//! the other side's watermark; `<=`/`>=` subtract 1 ms; the smallest bound wins. State
-//! rows whose event time is at or below it can no longer match and are evicted.
+//! A side's *state watermark* is solved from the join condition (see [`super::condition`]).
 
 use polars::prelude::*;
-use sluice_checkpoint::Checkpoint;
 
-use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::state::{StateStore, DELETED_COLUMN};
+use super::condition::state_value_watermark;
+use super::StreamJoinType;
+use crate::operators::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{KeyedState, StateStore, DELETED_COLUMN};
+use crate::time::EventTimeColumn;
 use crate::{Result, SluiceError};
-
-/// How rows of the two sides combine (Spark's join types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum JoinType {
-    /// Matching pairs only.
-    Inner,
-    /// Matching pairs, plus left rows without a match padded with nulls.
-    LeftOuter,
-    /// Matching pairs, plus right rows without a match padded with nulls.
-    RightOuter,
-    /// Matching pairs, plus unmatched rows of both sides padded with nulls.
-    FullOuter,
-    /// Left rows that have a match, each once, left columns only.
-    LeftSemi,
-}
-
-impl std::str::FromStr for JoinType {
-    type Err = SluiceError;
-    /// Spark's names: `inner`, `leftOuter`/`left`, `rightOuter`/`right`,
-    /// `fullOuter`/`full`/`outer`, `leftSemi`/`semi` (any case).
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s.to_ascii_lowercase().replace('_', "").as_str() {
-            "inner" => JoinType::Inner,
-            "left" | "leftouter" => JoinType::LeftOuter,
-            "right" | "rightouter" => JoinType::RightOuter,
-            "full" | "fullouter" | "outer" => JoinType::FullOuter,
-            "leftsemi" | "semi" => JoinType::LeftSemi,
-            _ => {
-                return Err(SluiceError::InvalidArgument(format!(
-                    "unknown join type {s:?}: use inner, leftOuter, rightOuter, fullOuter or leftSemi"
-                )))
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for JoinType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            JoinType::Inner => "Inner",
-            JoinType::LeftOuter => "LeftOuter",
-            JoinType::RightOuter => "RightOuter",
-            JoinType::FullOuter => "FullOuter",
-            JoinType::LeftSemi => "LeftSemi",
-        })
-    }
-}
-
-/// A Spark interval (`"1 hour"`) as a Polars duration literal, for join conditions such as
-/// `col("click_time").lt_eq(col("impression_time") + interval("1 hour")?)`.
-///
-/// # Errors
-/// [`SluiceError::InvalidArgument`] for a bad interval.
-pub fn interval(s: &str) -> Result<Expr> {
-    let us = crate::interval::parse_interval_micros(s)?;
-    Ok(lit(us).cast(DataType::Duration(TimeUnit::Microseconds)))
-}
 
 const ROW_ID: &str = "__row_id";
 const MATCHED: &str = "__matched";
 const LROW: &str = "__left_row";
 const RROW: &str = "__right_row";
 const FLAG: &str = "__flag";
-
-#[derive(Debug)]
-enum Term {
-    Column(String, bool),
-    Constant(i64),
-}
-
-/// Evaluates a column-free expression to µs (durations, timestamps, integers as seconds).
-fn constant_micros(e: &Expr) -> Option<i64> {
-    let df = DataFrame::empty().lazy().select([e.clone().alias("c")]).collect().ok()?;
-    let c = df.column("c").ok()?;
-    let us = match c.dtype() {
-        DataType::Duration(_) => c.cast(&DataType::Duration(TimeUnit::Microseconds)).ok()?,
-        DataType::Datetime(_, _) => c.cast(&DataType::Datetime(TimeUnit::Microseconds, None)).ok()?,
-        DataType::Float64 | DataType::Float32 => {
-            // numbers are seconds in Spark's interpretation
-            return c.f64().ok()?.get(0).map(|v| (v * 1e6) as i64);
-        }
-        dt if dt.is_integer() => return c.cast(&DataType::Int64).ok()?.i64().ok()?.get(0).map(|v| v * 1_000_000),
-        _ => return None,
-    };
-    us.cast(&DataType::Int64).ok()?.i64().ok()?.get(0)
-}
-
-fn collect_terms(e: &Expr, negate: bool, out: &mut Vec<Term>) -> Option<()> {
-    // A column-free part is one constant (e.g. `interval("1 hour")`, a cast literal).
-    if polars_plan::utils::expr_to_leaf_column_names(e).is_empty() {
-        let v = constant_micros(e)?;
-        out.push(Term::Constant(if negate { -v } else { v }));
-        return Some(());
-    }
-    match e {
-        Expr::BinaryExpr { left, op: Operator::Plus, right } => {
-            collect_terms(left, negate, out)?;
-            collect_terms(right, negate, out)
-        }
-        Expr::BinaryExpr { left, op: Operator::Minus, right } => {
-            collect_terms(left, negate, out)?;
-            collect_terms(right, !negate, out)
-        }
-        Expr::Cast { expr, .. } | Expr::Alias(expr, _) => collect_terms(expr, negate, out),
-        Expr::Column(name) => {
-            out.push(Term::Column(name.to_string(), negate));
-            Some(())
-        }
-        _ => None,
-    }
-}
-
-fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::BinaryExpr { left, op: Operator::And | Operator::LogicalAnd, right } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
-        }
-        other => out.push(other.clone()),
-    }
-}
-
-/// The state watermark of the side whose columns are `this_cols`, given the other side's
-/// watermark column `other_wm_col` and the event-time watermark `watermark_ms`: Spark's
-/// `getStateValueWatermark`. `None` when the condition bounds nothing.
-pub fn state_value_watermark(
-    condition: Option<&Expr>,
-    this_cols: &[String],
-    other_cols: &[String],
-    other_wm_col: Option<&str>,
-    watermark_ms: i64,
-) -> Option<i64> {
-    let condition = condition?;
-    let other_wm_col = other_wm_col?;
-    let mut parts = Vec::new();
-    conjuncts(condition, &mut parts);
-    // `l < r` solved for this side's time, for each comparison.
-    let solve = |l: &Expr, r: &Expr| -> Option<i64> {
-        let mut terms = Vec::new();
-        collect_terms(l, false, &mut terms)?;
-        collect_terms(r, true, &mut terms)?;
-        let mut this_term = None;
-        let mut sum: i64 = 0;
-        let (mut n_this, mut n_other) = (0, 0);
-        for t in &terms {
-            match t {
-                Term::Column(c, neg) if this_cols.contains(c) => {
-                    n_this += 1;
-                    this_term = Some(*neg);
-                }
-                Term::Column(c, neg) if other_cols.contains(c) && c == other_wm_col => {
-                    n_other += 1;
-                    let v = watermark_ms.checked_mul(1000)?;
-                    sum = sum.checked_add(if *neg { -v } else { v })?;
-                }
-                Term::Column(..) => return None,
-                Term::Constant(v) => sum = sum.checked_add(*v)?,
-            }
-        }
-        // Exactly one term of this side, negated: `other + c - this < 0` => this > other + c.
-        if n_this != 1 || n_other > 1 || this_term != Some(true) {
-            return None;
-        }
-        Some(((sum as f64) / 1000.0) as i64)
-    };
-    parts
-        .iter()
-        .filter_map(|p| match p {
-            Expr::BinaryExpr { left, op, right } => match op {
-                Operator::Lt => solve(left, right),
-                Operator::LtEq => solve(left, right).map(|w| w - 1),
-                Operator::Gt => solve(right, left),
-                Operator::GtEq => solve(right, left).map(|w| w - 1),
-                _ => None,
-            },
-            _ => None,
-        })
-        .min()
-}
 
 /// One side of a stream-stream join.
 pub struct JoinSide {
@@ -209,9 +34,7 @@ pub struct JoinSide {
     pub schema: SchemaRef,
     /// The side's watermark column, if any.
     pub watermark_column: Option<String>,
-    store: StateStore,
-    state: DataFrame,
-    pending: Option<DataFrame>,
+    state: KeyedState,
 }
 
 impl JoinSide {
@@ -220,37 +43,31 @@ impl JoinSide {
         let mut state_schema = schema.as_ref().clone();
         state_schema.with_column(ROW_ID.into(), DataType::UInt64);
         state_schema.with_column(MATCHED.into(), DataType::Boolean);
-        let store = StateStore {
-            op_id: store_id,
+        let state = KeyedState::new(StateStore {
+            store_id,
             partitions,
             key_columns: vec![ROW_ID.to_string()],
             schema: Arc::new(state_schema),
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
-        };
-        let state = store.empty();
-        JoinSide { on, schema, watermark_column, store, state, pending: None }
+        });
+        JoinSide { on, schema, watermark_column, state }
     }
     fn columns(&self) -> Vec<String> {
         self.schema.iter_names().map(|n| n.to_string()).collect()
     }
     /// Rows whose watermark column is at or below `wm_ms` (never null).
     fn at_or_below(&self, df: &DataFrame, wm_ms: i64) -> Result<BooleanChunked> {
-        let Some(c) = &self.watermark_column else {
-            return Ok(BooleanChunked::full("m".into(), false, df.height()));
-        };
-        let t = df
-            .column(c)?
-            .as_materialized_series()
-            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?
-            .cast(&DataType::Int64)?;
-        Ok(t.i64()?.lt_eq(wm_ms.saturating_mul(1000)).fill_null_with_values(false)?)
+        match &self.watermark_column {
+            Some(c) => EventTimeColumn::new(c.as_str()).at_or_before(df, wm_ms),
+            None => Ok(BooleanChunked::full("m".into(), false, df.height())),
+        }
     }
 }
 
 /// The planned shape of a stream-stream join.
 pub struct StreamingJoinPlan {
     /// Join type.
-    pub how: JoinType,
+    pub how: StreamJoinType,
     /// Extra condition over the joined columns (after the equi-join).
     pub condition: Option<Expr>,
     /// Output schema: left columns, then right columns (right names that collide get the
@@ -281,9 +98,9 @@ impl StreamingSymmetricHashJoinExec {
     }
 
     /// The output schema of joining `left` and `right` schemas.
-    pub fn output_schema(left: &Schema, right: &Schema, how: JoinType) -> SchemaRef {
+    pub fn output_schema(left: &Schema, right: &Schema, how: StreamJoinType) -> SchemaRef {
         let mut out = left.clone();
-        if how != JoinType::LeftSemi {
+        if how != StreamJoinType::LeftSemi {
             for (n, d) in right.iter() {
                 let name = if left.contains(n) { format!("{n}_right") } else { n.to_string() };
                 out.with_column(name.into(), d.clone());
@@ -323,7 +140,7 @@ impl StreamingSymmetricHashJoinExec {
 
     fn output_rows(&self, m: &DataFrame) -> Result<DataFrame> {
         let names: Vec<PlSmallStr> = self.plan.output_schema.iter_names().cloned().collect();
-        if self.plan.how == JoinType::LeftSemi {
+        if self.plan.how == StreamJoinType::LeftSemi {
             let dedup = m.clone().lazy().unique_stable(Some(by_name([LROW], true, false)), UniqueKeepStrategy::First);
             return Ok(dedup.select(names.iter().map(|n| col(n.clone())).collect::<Vec<_>>()).collect()?);
         }
@@ -388,14 +205,12 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         })
     }
 
-    fn state_store_ids(&self) -> Vec<usize> {
-        vec![self.left.store.op_id, self.right.store.op_id]
+    fn states(&self) -> Vec<&KeyedState> {
+        vec![&self.left.state, &self.right.state]
     }
 
-    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
-        self.left.state = self.left.store.load(ckpt, version)?;
-        self.right.state = self.right.store.load(ckpt, version)?;
-        Ok(())
+    fn states_mut(&mut self) -> Vec<&mut KeyedState> {
+        vec![&mut self.left.state, &mut self.right.state]
     }
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
@@ -417,10 +232,10 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         let evict_wm = ctx.watermark_for_eviction_ms;
         let wl = evict_wm.and_then(|w| self.side_watermark(true, w));
         let wr = evict_wm.and_then(|w| self.side_watermark(false, w));
-        let semi = self.plan.how == JoinType::LeftSemi;
+        let semi = self.plan.how == StreamJoinType::LeftSemi;
 
         // 2. Left pass: new left rows against the right state.
-        let mut right_state = self.right.state.clone();
+        let mut right_state = self.right.state.frame().clone();
         let m1 = self.matches(&l_new, true, &right_state)?;
         let mut outputs = vec![self.output_rows(&m1)?];
         let (rs, r_changed) = mark_matched(&right_state, m1.column(RROW)?.as_materialized_series())?;
@@ -433,7 +248,7 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         }
         // Every left row enters state, even one evicted later in this batch: it has not yet
         // met this batch's right rows (Spark 3.5).
-        let mut left_state = self.left.state.clone();
+        let mut left_state = self.left.state.frame().clone();
         left_state.vstack_mut_owned(l_added.clone())?;
 
         // 3. Right pass: new right rows against the left state (now with this batch's rows).
@@ -451,7 +266,7 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
             // A right row already past its state watermark is kept only to be emitted as
             // unmatched by a right or full outer join in this batch's eviction (Spark 3.5).
             let expired = self.right.at_or_below(&r_added, w)?;
-            let keep = if matches!(self.plan.how, JoinType::RightOuter | JoinType::FullOuter) {
+            let keep = if matches!(self.plan.how, StreamJoinType::RightOuter | StreamJoinType::FullOuter) {
                 &!&expired | &!r_added.column(MATCHED)?.bool()?.clone()
             } else {
                 !&expired
@@ -461,7 +276,7 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         right_state.vstack_mut_owned(r_added.clone())?;
 
         // 4. Eviction; unmatched rows of an outer side are emitted null-padded.
-        let mut evicted = [self.left.store.empty(), self.right.store.empty()];
+        let mut evicted = [self.left.state.empty(), self.right.state.empty()];
         if let Some(w) = wl {
             let m = self.left.at_or_below(&left_state, w)?;
             evicted[0] = left_state.filter(&m)?;
@@ -474,9 +289,9 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         }
         for (i, left_side) in [(0usize, true), (1, false)] {
             let outer = match self.plan.how {
-                JoinType::LeftOuter => left_side,
-                JoinType::RightOuter => !left_side,
-                JoinType::FullOuter => true,
+                StreamJoinType::LeftOuter => left_side,
+                StreamJoinType::RightOuter => !left_side,
+                StreamJoinType::FullOuter => true,
                 _ => false,
             };
             if outer && evicted[i].height() > 0 {
@@ -500,7 +315,7 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
                 .join(keep_ids.lazy(), [col(ROW_ID)], [col(ROW_ID)], JoinArgs::new(polars::prelude::JoinType::Semi))
                 .with_column(lit(false).alias(DELETED_COLUMN));
             let removed = evicted.clone().lazy().with_column(lit(true).alias(DELETED_COLUMN));
-            let names: Vec<Expr> = side.store.schema.iter_names().map(|n| col(n.clone())).chain([col(DELETED_COLUMN)]).collect();
+            let names: Vec<Expr> = side.state.store().schema.iter_names().map(|n| col(n.clone())).chain([col(DELETED_COLUMN)]).collect();
             Ok(concat([upserts.select(names.clone()), removed.select(names)], UnionArgs::default())?.collect()?)
         };
         let dl = delta(&self.left, &l_added, &l_changed, &evicted[0], &left_state)?;
@@ -512,6 +327,7 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         p.num_rows_removed = (evicted[0].height() + evicted[1].height()) as u64;
         p.num_rows_dropped_by_watermark = dropped[0] + dropped[1];
         p.memory_used_bytes = (left_state.estimated_size() + right_state.estimated_size()) as u64;
+        p.num_state_partitions = self.left.state.store().partitions as u64;
         p.custom_metrics = [
             ("leftStateRows", left_state.height() as i64),
             ("rightStateRows", right_state.height() as i64),
@@ -523,10 +339,8 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        self.left.state = left_state;
-        self.right.state = right_state;
-        self.left.pending = Some(dl);
-        self.right.pending = Some(dr);
+        self.left.state.set_with_delta(left_state, dl);
+        self.right.state.set_with_delta(right_state, dr);
 
         let mut out = self.output_rows_schema_empty()?;
         for o in outputs {
@@ -535,21 +349,6 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
             }
         }
         Ok(out)
-    }
-
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        let mut out = Vec::new();
-        for side in [&mut self.left, &mut self.right] {
-            let delta = side.pending.take().unwrap_or_else(|| side.store.empty());
-            out.push((side.store.op_id, side.store.commit(ckpt, version, &delta, &side.state)?));
-        }
-        self.progress.num_state_partitions = self.left.store.partitions as u64;
-        Ok(out)
-    }
-
-    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
-        self.left.store.purge(ckpt, keep_from_version)?;
-        self.right.store.purge(ckpt, keep_from_version)
     }
 
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {

@@ -1,79 +1,14 @@
 //! [`StreamingQuery`]: the handle of a running query (Spark's `StreamingQuery`).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use sluice_checkpoint::Checkpoint;
-
-use crate::dataframe::{CheckpointLocation, DataStreamWriter};
-use crate::execution::MicroBatchExecution;
-use crate::progress::StreamingQueryProgress;
+use super::micro_batch::MicroBatchExecution;
+use super::progress::StreamingQueryProgress;
+use super::shared::QueryShared;
+use super::spec::QuerySpec;
 use crate::{Result, SluiceError};
-
-/// How many progress reports a query keeps (Spark's default 100).
-pub const RECENT_PROGRESS_KEPT: usize = 100;
-
-#[derive(Default)]
-struct SharedState {
-    active: bool,
-    error_message: Option<String>,
-    recent: VecDeque<StreamingQueryProgress>,
-    idle_checks: u64,
-    status: String,
-    warnings: Vec<String>,
-}
-
-/// State shared between the handle and the query thread.
-#[derive(Default)]
-pub(crate) struct QueryShared {
-    stop: AtomicBool,
-    state: Mutex<SharedState>,
-    changed: Condvar,
-}
-
-impl QueryShared {
-    pub(crate) fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-    /// Sleeps up to `d`; `true` when stop was requested meanwhile.
-    pub(crate) fn wait_for_stop(&self, d: Duration) -> bool {
-        let guard = self.state.lock().expect("query state lock");
-        let _unused = self
-            .changed
-            .wait_timeout_while(guard, d, |_| !self.stop.load(Ordering::SeqCst))
-            .expect("query state lock");
-        self.stop_requested()
-    }
-    /// The loop looked for data and found none.
-    pub(crate) fn mark_idle(&self) {
-        let mut s = self.state.lock().expect("query state lock");
-        s.idle_checks += 1;
-        s.status = "Waiting for data to arrive".into();
-        self.changed.notify_all();
-    }
-    pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
-        self.state.lock().expect("query state lock").warnings = warnings;
-    }
-    pub(crate) fn record_progress(&self, p: StreamingQueryProgress) {
-        let mut s = self.state.lock().expect("query state lock");
-        if s.recent.len() == RECENT_PROGRESS_KEPT {
-            s.recent.pop_front();
-        }
-        s.recent.push_back(p);
-        s.status = "Processing new data".into();
-        self.changed.notify_all();
-    }
-    fn finish(&self, error: Option<String>) {
-        let mut s = self.state.lock().expect("query state lock");
-        s.active = false;
-        s.error_message = error;
-        s.status = "Stopped".into();
-        self.changed.notify_all();
-    }
-}
 
 /// The handle of a running query. Dropping it does not stop the query: call
 /// [`StreamingQuery::stop`].
@@ -86,16 +21,18 @@ pub struct StreamingQuery {
     result: Mutex<Option<Result<(), String>>>,
 }
 
-pub(crate) fn start(mut writer: DataStreamWriter) -> Result<StreamingQuery> {
-    let ckpt = match writer.checkpoint.take_location() {
-        Some(CheckpointLocation::Dir(d)) => Checkpoint::local(d)?,
-        Some(CheckpointLocation::Custom(c)) => c,
-        None => Checkpoint::in_memory()?,
-    };
-    let name = writer.query_name.clone();
+/// Starts the query `spec` on a new thread named `sluice-query-<name or id>`: plans and
+/// restores it on the calling thread (so analysis and checkpoint errors return here),
+/// then runs batches until it stops.
+///
+/// # Errors
+/// [`SluiceError::Analysis`] for an invalid query; [`SluiceError::Checkpoint`] for a
+/// damaged checkpoint; [`SluiceError::Io`] when the thread cannot be spawned.
+pub fn start(spec: QuerySpec) -> Result<StreamingQuery> {
+    let name = spec.name.clone();
     let shared = Arc::new(QueryShared::default());
     shared.state.lock().expect("query state lock").active = true;
-    let mut exec = MicroBatchExecution::new(writer, ckpt, shared.clone())?;
+    let mut exec = MicroBatchExecution::start(spec, shared.clone())?;
     let id = exec.id().to_string();
     let run_id = exec.run_id().to_string();
     let thread_shared = shared.clone();
@@ -119,15 +56,6 @@ pub(crate) fn start(mut writer: DataStreamWriter) -> Result<StreamingQuery> {
         })
         .map_err(|e| SluiceError::Io { path: "<query thread>".into(), source: e })?;
     Ok(StreamingQuery { id, run_id, name, shared, thread: Mutex::new(Some(thread)), result: Mutex::new(None) })
-}
-
-trait TakeLocation {
-    fn take_location(&mut self) -> Option<CheckpointLocation>;
-}
-impl TakeLocation for Option<CheckpointLocation> {
-    fn take_location(&mut self) -> Option<CheckpointLocation> {
-        self.take()
-    }
 }
 
 impl StreamingQuery {

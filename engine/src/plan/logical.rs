@@ -1,14 +1,15 @@
 //! The logical plan of a streaming query: a tree of [`LogicalPlan`] nodes built by the
-//! [`StreamingDataFrame`](crate::StreamingDataFrame) API and compiled at `start()`.
+//! [`StreamingDataFrame`](crate::StreamingDataFrame) API (and the SQL front end), planned
+//! into a physical plan at `start()`.
 
 use std::sync::Arc;
 
 use polars::prelude::*;
 
-use crate::aggregate::AggregatePlan;
-use crate::group_state::GroupsWithStateSpec;
-use crate::join::{JoinType, StreamingSymmetricHashJoinExec};
 use crate::connector::SourceProviderRef;
+use crate::operators::aggregate::AggregatePlan;
+use crate::operators::group_state::GroupsWithStateSpec;
+use crate::operators::join::{static_join, StreamJoinType, StreamingSymmetricHashJoinExec};
 use crate::Result;
 
 /// A node of the logical plan.
@@ -34,11 +35,11 @@ pub enum LogicalPlan {
         right: Arc<LogicalPlan>,
         left_on: Vec<Expr>,
         right_on: Vec<Expr>,
-        how: JoinType,
+        how: StreamJoinType,
         condition: Option<Expr>,
     },
     /// A stream-static join (`join_static`): the stream is the left side.
-    StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: JoinType },
+    StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: StreamJoinType },
     /// `group_by(keys).flat_map_groups_with_state(..)` / `map_groups_with_state(..)`.
     FlatMapGroupsWithState { input: Arc<LogicalPlan>, spec: GroupsWithStateSpec },
     /// `drop_duplicates(keys)` or, with `within_watermark`,
@@ -65,12 +66,18 @@ impl LogicalPlan {
 
     /// Columns carrying a watermark in this node's output.
     pub fn watermark_columns(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.inputs().iter().flat_map(|i| i.watermark_columns()).collect();
-        if let LogicalPlan::Watermark { column, .. } = self {
-            out.push(column.clone());
-        }
+        self.watermarks().into_iter().map(|(c, _)| c).collect()
+    }
+
+    /// Columns carrying a watermark in this node's output, with the delay (ms) of the
+    /// `with_watermark` that declared them.
+    pub fn watermarks(&self) -> Vec<(String, i64)> {
         if let LogicalPlan::Aggregate { .. } | LogicalPlan::FlatMapGroupsWithState { .. } = self {
-            out.clear();
+            return vec![];
+        }
+        let mut out: Vec<(String, i64)> = self.inputs().iter().flat_map(|i| i.watermarks()).collect();
+        if let LogicalPlan::Watermark { column, delay_ms, .. } = self {
+            out.push((column.clone(), *delay_ms));
         }
         out
     }
@@ -101,7 +108,7 @@ impl LogicalPlan {
                 let (ls, rs) = (left.schema()?, right.schema()?);
                 if let Some(c) = condition {
                     // type-check the condition against all joined columns (also for semi joins)
-                    let joined = StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, JoinType::Inner);
+                    let joined = StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, StreamJoinType::Inner);
                     DataFrame::empty_with_schema(&joined).lazy().filter(c.clone()).collect_schema()?;
                 }
                 StreamingSymmetricHashJoinExec::output_schema(&ls, &rs, *how)
@@ -115,30 +122,10 @@ impl LogicalPlan {
             }
             LogicalPlan::Deduplicate { input, keys, .. } => {
                 let schema = input.schema()?;
-                crate::dedup::resolve_keys(&schema, keys)?;
+                crate::operators::dedup::resolve_keys(&schema, keys)?;
                 schema
             }
         })
     }
 }
 
-/// The per-batch lazy join of a stream with a static frame (inner or left outer, the
-/// stream on the left; Spark's null keys never match).
-pub fn static_join(stream: LazyFrame, right: &DataFrame, left_on: &[Expr], right_on: &[Expr], how: JoinType) -> Result<LazyFrame> {
-    let polars_how = match how {
-        JoinType::Inner => polars::prelude::JoinType::Inner,
-        JoinType::LeftOuter => polars::prelude::JoinType::Left,
-        other => {
-            return Err(crate::SluiceError::analysis(format!(
-                "a stream-static join supports Inner and LeftOuter with the stream on the left, not {other}: \
-                 a static side cannot be outer-joined because the stream never ends"
-            )))
-        }
-    };
-    Ok(stream.join(
-        right.clone().lazy(),
-        left_on.to_vec(),
-        right_on.to_vec(),
-        JoinArgs::new(polars_how).with_coalesce(JoinCoalesce::KeepColumns),
-    ))
-}

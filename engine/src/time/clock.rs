@@ -30,7 +30,7 @@ impl Clock for SystemClock {
 /// Clones share the same time.
 ///
 /// ```
-/// use sluice_engine::clock::{Clock, ManualClock};
+/// use sluice_engine::time::{Clock, ManualClock};
 /// let clock = ManualClock::new(1_000);
 /// clock.advance_ms(500);
 /// assert_eq!(clock.now_ms(), 1_500);

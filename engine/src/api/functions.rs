@@ -1,11 +1,11 @@
-//! Streaming functions beside Polars' own: [`window`] (Spark's `window`) and
-//! [`session_window`] (Spark's `session_window`).
+//! Streaming functions beside Polars' own: [`window`] (Spark's `window`),
+//! [`session_window`] (Spark's `session_window`) and [`interval`] (an `INTERVAL` literal).
 
 use std::sync::Mutex;
 
 use polars::prelude::*;
 
-use crate::interval::parse_interval_micros;
+use crate::time::interval::parse_interval_micros;
 use crate::{Result, SluiceError};
 
 /// The name of the column [`window`] produces, as in Spark.
@@ -186,4 +186,15 @@ pub fn session_window(time: Expr, gap: &str) -> Result<Expr> {
         registry.push((expr.clone(), spec));
     }
     Ok(expr)
+}
+
+/// A Spark interval (`"1 hour"`) as a Polars duration literal (µs), for conditions such as
+/// `col("click_time").lt_eq(col("impression_time") + interval("1 hour")?)` (Spark's
+/// `INTERVAL 1 HOUR`).
+///
+/// # Errors
+/// [`SluiceError::InvalidArgument`] for a bad interval.
+pub fn interval(s: &str) -> Result<Expr> {
+    let us = parse_interval_micros(s)?;
+    Ok(lit(us).cast(DataType::Duration(TimeUnit::Microseconds)))
 }

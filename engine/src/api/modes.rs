@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::interval::parse_interval_micros;
+use crate::time::interval::parse_interval_micros;
 use crate::{Result, SluiceError};
 
 /// What a query writes per batch (Spark's `OutputMode`).

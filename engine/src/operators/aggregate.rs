@@ -19,10 +19,10 @@
 
 use polars::prelude::*;
 use polars_plan::utils::{expr_output_name, expr_to_leaf_column_names};
-use sluice_checkpoint::Checkpoint;
 
-use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::state::{delta_of, StateStore};
+use super::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{KeyedState, StateStore};
+use crate::time::event_time::{evict, micros, EventTimeColumn};
 use crate::{OutputMode, Result, SluiceError};
 
 const UPDATED: &str = "__updated";
@@ -44,24 +44,13 @@ struct Partial {
     input: Option<Expr>,
 }
 
-/// The event-time key of an aggregation: the grouping column that carries the watermark.
-#[derive(Debug, Clone)]
-pub struct EventTimeKey {
-    /// Output column name of the key.
-    pub column: String,
-    /// For a window key (held in state as its start, µs), the window length in µs: the
-    /// group's event time is `start + length`. `None` for a timestamp key. For a session
-    /// window, `column` is the state column [`SESSION_END`] (Int64 µs) and this is `Some(0)`.
-    pub window_duration_us: Option<i64>,
-}
-
 const TS: &str = "__event_time_us";
 const LAST_START: &str = "__last_window_start_us";
 
 #[derive(Clone)]
 struct WindowKey {
     name: String,
-    spec: crate::functions::WindowSpec,
+    spec: crate::api::functions::WindowSpec,
 }
 
 /// The state column holding a session's end (Int64 µs); the session key column holds its
@@ -71,7 +60,7 @@ pub const SESSION_END: &str = "__session_end_us";
 #[derive(Clone)]
 struct SessionKey {
     name: String,
-    spec: crate::functions::SessionWindowSpec,
+    spec: crate::api::functions::SessionWindowSpec,
 }
 
 /// A planned streaming aggregation: partial, combine and final expressions, schemas.
@@ -89,8 +78,10 @@ pub struct AggregatePlan {
     pub state_schema: SchemaRef,
     /// The schema of the output rows: keys, then aggregates.
     pub output_schema: SchemaRef,
-    /// The key carrying event time, if a watermarked column is grouped on.
-    pub event_time_key: Option<EventTimeKey>,
+    /// Where a state row's event time is, if a watermarked column is grouped on: the
+    /// key column (a window key: its start plus the window's length; a session: the state
+    /// column [`SESSION_END`]).
+    pub event_time_key: Option<EventTimeColumn>,
 }
 
 fn pname(i: usize) -> String {
@@ -124,7 +115,7 @@ impl AggregatePlan {
             )
         };
         for k in keys {
-            let (name, is_window) = match (crate::functions::window_spec(k), crate::functions::session_window_spec(k)) {
+            let (name, is_window) = match (crate::api::functions::window_spec(k), crate::api::functions::session_window_spec(k)) {
                 (Some((spec, name)), _) => {
                     if window.is_some() || session.is_some() {
                         return Err(cartesian());
@@ -208,17 +199,18 @@ impl AggregatePlan {
 
         // The event-time key: a key computed from a watermarked column.
         for (k, name) in keys.iter().zip(&key_names) {
-            let (roots, window_duration_us, column) = match (&plan.window, &plan.session) {
-                (Some(w), _) if &w.name == name => {
-                    (expr_to_leaf_column_names(&w.spec.time), Some(w.spec.duration_us), name.to_string())
-                }
+            let (roots, key) = match (&plan.window, &plan.session) {
+                (Some(w), _) if &w.name == name => (
+                    expr_to_leaf_column_names(&w.spec.time),
+                    EventTimeColumn::with_offset(name.as_str(), w.spec.duration_us),
+                ),
                 (_, Some(s)) if &s.name == name => {
-                    (expr_to_leaf_column_names(&s.spec.time), Some(0), SESSION_END.to_string())
+                    (expr_to_leaf_column_names(&s.spec.time), EventTimeColumn::new(SESSION_END))
                 }
-                _ => (expr_to_leaf_column_names(k), None, name.to_string()),
+                _ => (expr_to_leaf_column_names(k), EventTimeColumn::new(name.as_str())),
             };
             if roots.iter().any(|r| watermark_columns.iter().any(|w| w.as_str() == r.as_str())) {
-                plan.event_time_key = Some(EventTimeKey { column, window_duration_us });
+                plan.event_time_key = Some(key);
                 break;
             }
         }
@@ -330,7 +322,7 @@ impl AggregatePlan {
         &self.key_names
     }
 
-    /// For a `group_by` with a [`session_window`](crate::functions::session_window) key:
+    /// For a `group_by` with a [`session_window`](crate::api::functions::session_window) key:
     /// the key's column name (holding the session start, Int64 µs, in state) and the gap
     /// in µs.
     pub fn session_window(&self) -> Option<(&str, i64)> {
@@ -356,7 +348,7 @@ impl AggregatePlan {
         }
         if let Some(w) = &self.window {
             let (d, s, o) = (w.spec.duration_us, w.spec.slide_us, w.spec.start_us);
-            let ts = w.spec.time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+            let ts = micros(w.spec.time.clone());
             // Non-negative modulo, whatever Polars' sign convention for `%`.
             let rem = ((col(TS) - lit(o)) % lit(s) + lit(s)) % lit(s);
             let base = lf
@@ -379,7 +371,7 @@ impl AggregatePlan {
         }
         let mut aggs = self.partial_exprs.clone();
         if let Some(s) = &self.session {
-            let ts = s.spec.time.clone().cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(DataType::Int64);
+            let ts = micros(s.spec.time.clone());
             lf = lf.with_column(ts.alias(s.name.as_str())).filter(col(s.name.as_str()).is_not_null());
             aggs.push((col(s.name.as_str()) + lit(s.spec.gap_us)).max().alias(SESSION_END));
         }
@@ -443,67 +435,40 @@ impl AggregatePlan {
     pub fn partial_aggregate_on_time(
         &self,
         input: &DataFrame,
-        key: Option<&EventTimeKey>,
+        key: Option<&EventTimeColumn>,
         late_watermark_ms: Option<i64>,
     ) -> Result<(DataFrame, u64)> {
         let partial = self.partial_aggregate(input)?;
-        let (Some(key), Some(wm)) = (key, late_watermark_ms) else { return Ok((partial, 0)) };
-        let late = self.expired(&partial, key, wm)?;
-        let dropped = late.sum().unwrap_or(0) as u64;
-        if dropped == 0 {
-            return Ok((partial, 0));
+        match key {
+            Some(key) => key.drop_late(partial, late_watermark_ms),
+            None => Ok((partial, 0)),
         }
-        Ok((partial.filter(&!&late)?, dropped))
-    }
-
-    /// `true` for rows whose event time is at or before `watermark_ms` (never null).
-    pub(crate) fn expired(&self, df: &DataFrame, key: &EventTimeKey, watermark_ms: i64) -> Result<BooleanChunked> {
-        let limit = watermark_ms.saturating_mul(1000);
-        let c = df.column(&key.column)?.as_materialized_series();
-        let mask = match key.window_duration_us {
-            // start + length <= watermark
-            Some(d) => c.i64()?.lt_eq(limit.saturating_sub(d)),
-            None => {
-                let t = c.cast(&DataType::Datetime(TimeUnit::Microseconds, None))?.cast(&DataType::Int64)?;
-                t.i64()?.lt_eq(limit)
-            }
-        };
-        Ok(mask.fill_null_with_values(false)?)
     }
 }
 
 /// The physical streaming aggregation operator.
 pub struct StreamingAggregateExec {
     plan: AggregatePlan,
-    store: StateStore,
     mode: OutputMode,
-    state: DataFrame,
-    pending_delta: Option<DataFrame>,
+    state: KeyedState,
     progress: StateOperatorProgress,
 }
 
 impl StreamingAggregateExec {
-    /// A new operator with empty state (call [`StatefulOperator::restore`] to load).
-    pub fn new(plan: AggregatePlan, op_id: usize, partitions: usize, mode: OutputMode) -> Self {
-        let store = StateStore {
-            op_id,
+    /// A new operator with empty state in store `store_id` (call
+    /// [`StatefulOperator::restore`] to load).
+    pub fn new(plan: AggregatePlan, store_id: usize, partitions: usize, mode: OutputMode) -> Self {
+        let state = KeyedState::new(StateStore {
+            store_id,
             partitions,
             key_columns: plan.key_names.clone(),
             schema: plan.state_schema.clone(),
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
-        };
-        let state = store.empty();
-        StreamingAggregateExec {
-            plan,
-            store,
-            mode,
-            state,
-            pending_delta: None,
-            progress: StateOperatorProgress::new("stateStoreSave"),
-        }
+        });
+        StreamingAggregateExec { plan, mode, state, progress: StateOperatorProgress::new("stateStoreSave") }
     }
 
-    fn watermarked(&self) -> Option<&EventTimeKey> {
+    fn watermarked(&self) -> Option<&EventTimeColumn> {
         match self.mode {
             OutputMode::Complete => None,
             _ => self.plan.event_time_key.as_ref(),
@@ -527,56 +492,33 @@ impl StatefulOperator for StreamingAggregateExec {
         })
     }
 
-    fn state_store_ids(&self) -> Vec<usize> {
-        vec![self.store.op_id]
+    fn states(&self) -> Vec<&KeyedState> {
+        vec![&self.state]
     }
 
-    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
-        self.state = self.store.load(ckpt, version)?;
-        Ok(())
+    fn states_mut(&mut self) -> Vec<&mut KeyedState> {
+        vec![&mut self.state]
     }
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
         let input = inputs.pop().ok_or_else(|| SluiceError::Internal("aggregate without input".into()))?;
         let (partial, dropped) =
             self.plan.partial_aggregate_on_time(&input, self.watermarked(), ctx.watermark_for_late_events_ms)?;
-        let (mut state, updated) = if partial.height() > 0 {
-            self.plan.merge(&self.state, &partial)?
+        let (state, updated) = if partial.height() > 0 {
+            self.plan.merge(self.state.frame(), &partial)?
         } else {
-            (self.state.clone(), self.store.empty())
+            (self.state.frame().clone(), self.state.empty())
         };
-        let mut evicted = self.store.empty();
-        let mut upserts = updated.clone();
-        if let (Some(key), Some(wm)) = (self.watermarked().cloned(), ctx.watermark_for_eviction_ms) {
-            let expired = self.plan.expired(&state, &key, wm)?;
-            if expired.any() {
-                evicted = state.filter(&expired)?;
-                state = state.filter(&!&expired)?;
-                // Updated rows that were evicted in the same batch leave state: not upserts.
-                let gone = self.plan.expired(&updated, &key, wm)?;
-                upserts = updated.filter(&!&gone)?;
-            }
-        }
+        let (state, evicted, upserts) =
+            evict(state, updated.clone(), self.watermarked(), ctx.watermark_for_eviction_ms)?;
         let output = match self.mode {
             OutputMode::Append => self.plan.finalize(&evicted)?,
             OutputMode::Update => self.plan.finalize(&updated)?,
             OutputMode::Complete => self.plan.finalize(&state)?,
         };
-        // The delta: rows upserted into state, then evicted keys.
-        let delta = delta_of(&upserts, &[&evicted])?;
-        self.progress.record_batch(updated.height() as u64, evicted.height() as u64, dropped, &state);
-        self.state = state;
-        self.pending_delta = Some(delta);
+        self.state.set(state, &upserts, &[&evicted])?;
+        self.progress.record_batch(updated.height() as u64, evicted.height() as u64, dropped, &self.state);
         Ok(output)
-    }
-
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(vec![self.store.commit_batch(ckpt, version, self.pending_delta.take(), &self.state)?])
-    }
-
-    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
-        self.store.purge(ckpt, keep_from_version)
     }
 
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {

@@ -1,5 +1,5 @@
 //! `SessionWindowAggregateExec`: streaming aggregation over
-//! [`session_window`](crate::functions::session_window) keys (Spark's
+//! [`session_window`](crate::api::functions::session_window) keys (Spark's
 //! `SessionWindowStateStoreRestoreExec` + `MergingSessionsExec` +
 //! `SessionWindowStateStoreSaveExec`).
 //!
@@ -31,44 +31,26 @@
 //! `cum_agg` feature, which this build does not enable).
 
 use polars::prelude::*;
-use sluice_checkpoint::Checkpoint;
 
-use crate::aggregate::{AggregatePlan, SESSION_END};
-use crate::operator::{BatchContext, StateOperatorProgress, StatefulOperator};
-use crate::state::{delta_of, StateStore};
+use super::aggregate::{AggregatePlan, SESSION_END};
+use super::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::state::{KeyedState, StateStore};
+use crate::time::event_time::{evict, EventTimeColumn};
 use crate::{OutputMode, Result, SluiceError};
 
 const UPDATED: &str = "__updated";
 const SESSION_ID: &str = "__session_id";
 
-/// The analysis problems of a session-window aggregation in `mode` (Spark's rules):
-/// update mode is not supported. (Append without a watermark is the aggregation's rule,
-/// checked by the compiler for every aggregation.)
-pub fn analysis_problems(plan: &AggregatePlan, mode: OutputMode) -> Vec<String> {
-    let mut out = Vec::new();
-    if plan.session_window().is_some() && mode == OutputMode::Update {
-        out.push(
-            "Update output mode not supported for session window on streaming DataFrames/DataSets: a \
-             session's start moves when sessions merge, so an updated row cannot replace the previous one; \
-             use Append output mode (with a watermark) or Complete output mode"
-                .into(),
-        );
-    }
-    out
-}
-
 /// The physical session-window aggregation operator (see the module docs).
 pub struct SessionWindowAggregateExec {
     plan: AggregatePlan,
-    store: StateStore,
     mode: OutputMode,
     /// The grouping keys without the session key.
     group_keys: Vec<String>,
     /// The session key column (its start, Int64 µs).
     start: String,
     gap_us: i64,
-    state: DataFrame,
-    pending_delta: Option<DataFrame>,
+    state: KeyedState,
     progress: StateOperatorProgress,
 }
 
@@ -87,41 +69,38 @@ impl SessionWindowAggregateExec {
     ///
     /// # Errors
     /// [`SluiceError::Internal`] when `plan` has no session window key.
-    pub fn new(plan: AggregatePlan, op_id: usize, partitions: usize, mode: OutputMode) -> Result<Self> {
+    pub fn new(plan: AggregatePlan, store_id: usize, partitions: usize, mode: OutputMode) -> Result<Self> {
         let (start, gap_us) = plan
             .session_window()
             .map(|(s, g)| (s.to_string(), g))
             .ok_or_else(|| SluiceError::Internal("a session-window aggregation without session_window()".into()))?;
         let group_keys: Vec<String> = plan.key_names().iter().filter(|k| **k != start).cloned().collect();
-        let store = StateStore {
-            op_id,
+        let state = KeyedState::new(StateStore {
+            store_id,
             partitions,
             key_columns: plan.key_names().to_vec(),
             schema: plan.state_schema.clone(),
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
-        };
-        let state = store.empty();
+        });
         Ok(SessionWindowAggregateExec {
             plan,
-            store,
             mode,
             group_keys,
             start,
             gap_us,
             state,
-            pending_delta: None,
             progress: StateOperatorProgress::new("sessionWindowStateStoreSaveExec"),
         })
     }
 
     /// Late filtering applies in every mode when the session's time is watermarked.
-    fn late_key(&self) -> Option<&crate::aggregate::EventTimeKey> {
+    fn late_key(&self) -> Option<&EventTimeColumn> {
         self.plan.event_time_key.as_ref()
     }
 
-    /// Eviction applies in append mode only (complete keeps every session).
-    fn evicts(&self) -> bool {
-        self.mode == OutputMode::Append && self.plan.event_time_key.is_some()
+    /// The event time evicting sessions: in append mode only (complete keeps every session).
+    fn eviction_key(&self) -> Option<&EventTimeColumn> {
+        self.plan.event_time_key.as_ref().filter(|_| self.mode == OutputMode::Append)
     }
 
     /// Merges the sessions of `old` (stored, disjoint per key) with `new` (partial rows of
@@ -150,7 +129,7 @@ impl SessionWindowAggregateExec {
         aggs.extend(self.plan.combine_exprs().iter().cloned());
         aggs.push(col(SESSION_END).max());
         aggs.push(col(UPDATED).max());
-        let mut names: Vec<PlSmallStr> = self.store.schema.iter_names().cloned().collect();
+        let mut names: Vec<PlSmallStr> = self.state.store().schema.iter_names().cloned().collect();
         names.push(UPDATED.into());
         let mut sorted = sorted;
         sorted.with_column(Column::new(SESSION_ID.into(), ids))?;
@@ -205,13 +184,12 @@ impl StatefulOperator for SessionWindowAggregateExec {
         })
     }
 
-    fn state_store_ids(&self) -> Vec<usize> {
-        vec![self.store.op_id]
+    fn states(&self) -> Vec<&KeyedState> {
+        vec![&self.state]
     }
 
-    fn restore(&mut self, ckpt: &Checkpoint, version: u64) -> Result<()> {
-        self.state = self.store.load(ckpt, version)?;
-        Ok(())
+    fn states_mut(&mut self) -> Vec<&mut KeyedState> {
+        vec![&mut self.state]
     }
 
     fn process(&mut self, mut inputs: Vec<DataFrame>, ctx: &BatchContext) -> Result<DataFrame> {
@@ -221,9 +199,9 @@ impl StatefulOperator for SessionWindowAggregateExec {
         let mut state_key = self.group_keys.clone();
         state_key.push(self.start.clone());
         let keys = cols(&self.group_keys);
-        let (mut state, upserts, absorbed) = if partial.height() > 0 {
+        let (state, upserts, absorbed) = if partial.height() > 0 {
             let touched_keys = partial.clone().lazy().select(keys.clone());
-            let old = self.state.clone().lazy();
+            let old = self.state.frame().clone().lazy();
             let touched = old
                 .clone()
                 .join(touched_keys.clone(), keys.clone(), keys.clone(), join_args(JoinType::Semi))
@@ -243,42 +221,22 @@ impl StatefulOperator for SessionWindowAggregateExec {
             let state = concat([untouched, merged.lazy()], UnionArgs::default())?.collect()?;
             (state, upserts, absorbed)
         } else {
-            (self.state.clone(), self.store.empty(), self.store.empty())
+            (self.state.frame().clone(), self.state.empty(), self.state.empty())
         };
         let updated_rows = upserts.height();
-        let mut upserts = upserts;
-        let mut evicted = self.store.empty();
-        if let (true, Some(key), Some(wm)) = (self.evicts(), self.plan.event_time_key.clone(), ctx.watermark_for_eviction_ms) {
-            let expired = self.plan.expired(&state, &key, wm)?;
-            if expired.any() {
-                evicted = state.filter(&expired)?;
-                state = state.filter(&!&expired)?;
-                let gone = self.plan.expired(&upserts, &key, wm)?;
-                upserts = upserts.filter(&!&gone)?;
-            }
-        }
+        let (state, evicted, upserts) = evict(state, upserts, self.eviction_key(), ctx.watermark_for_eviction_ms)?;
         let output = match self.mode {
             OutputMode::Complete => self.plan.finalize(&state)?,
             _ => self.plan.finalize(&evicted)?,
         };
-        let delta = delta_of(&upserts, &[&absorbed, &evicted])?;
-        self.progress.record_batch(updated_rows as u64, (absorbed.height() + evicted.height()) as u64, dropped, &state);
-        self.state = state;
-        self.pending_delta = Some(delta);
+        let removed = (absorbed.height() + evicted.height()) as u64;
+        self.state.set(state, &upserts, &[&absorbed, &evicted])?;
+        self.progress.record_batch(updated_rows as u64, removed, dropped, &self.state);
         Ok(output)
     }
 
-    fn commit(&mut self, ckpt: &Checkpoint, version: u64) -> Result<Vec<(usize, Vec<usize>)>> {
-        self.progress.num_state_partitions = self.store.partitions as u64;
-        Ok(vec![self.store.commit_batch(ckpt, version, self.pending_delta.take(), &self.state)?])
-    }
-
-    fn purge(&self, ckpt: &Checkpoint, keep_from_version: u64) -> Result<()> {
-        self.store.purge(ckpt, keep_from_version)
-    }
-
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
-        self.evicts() && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
+        self.eviction_key().is_some() && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
     }
 
     fn progress(&self) -> StateOperatorProgress {

@@ -1,0 +1,279 @@
+//! [`StreamingDataFrame`] (Spark's streaming `DataFrame`) and
+//! [`GroupedStreamingDataFrame`]: the transformations that build a [`LogicalPlan`].
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use super::{DataStreamWriter, EngineSession};
+use crate::operators::group_state::{group_function, GroupFunctionRef, GroupKey, GroupState, GroupStateTimeout, GroupsWithStateSpec};
+use crate::operators::join::StreamJoinType;
+use crate::plan::LogicalPlan;
+use crate::time::interval::parse_interval_ms;
+use crate::{OutputMode, Result, SluiceError};
+
+/// An unbounded table defined by a source and transformations (Spark's streaming
+/// `DataFrame`). Transformations are lazy: nothing runs until [`DataStreamWriter::start`].
+#[derive(Clone)]
+pub struct StreamingDataFrame {
+    pub(crate) plan: Arc<LogicalPlan>,
+    pub(crate) session: EngineSession,
+}
+
+impl StreamingDataFrame {
+    pub(crate) fn new(plan: Arc<LogicalPlan>, session: EngineSession) -> Self {
+        StreamingDataFrame { plan, session }
+    }
+    /// The session this frame was read in.
+    pub fn session(&self) -> &EngineSession {
+        &self.session
+    }
+    fn with(&self, plan: LogicalPlan) -> Self {
+        Self { plan: Arc::new(plan), session: self.session.clone() }
+    }
+    /// The logical plan.
+    pub fn plan(&self) -> &Arc<LogicalPlan> {
+        &self.plan
+    }
+    /// The output schema.
+    ///
+    /// # Errors
+    /// When an expression does not type-check against its input.
+    pub fn schema(&self) -> Result<SchemaRef> {
+        self.plan.schema()
+    }
+    /// Projects to `exprs` (Spark's `select`).
+    pub fn select<E: AsRef<[Expr]>>(&self, exprs: E) -> Self {
+        self.with(LogicalPlan::Select { input: self.plan.clone(), exprs: exprs.as_ref().to_vec() })
+    }
+    /// Adds or replaces columns (Spark's `withColumn`).
+    pub fn with_columns<E: AsRef<[Expr]>>(&self, exprs: E) -> Self {
+        self.with(LogicalPlan::WithColumns { input: self.plan.clone(), exprs: exprs.as_ref().to_vec() })
+    }
+    /// Adds or replaces one column.
+    pub fn with_column(&self, expr: Expr) -> Self {
+        self.with_columns([expr])
+    }
+    /// Keeps rows where `predicate` is true (Spark's `filter` / `where`).
+    pub fn filter(&self, predicate: Expr) -> Self {
+        self.with(LogicalPlan::Filter { input: self.plan.clone(), predicate })
+    }
+    /// Declares `column` (a timestamp) as event time with a lateness bound `delay`
+    /// (a Spark interval string, e.g. `"10 minutes"`): Spark's `withWatermark`.
+    ///
+    /// After each batch the watermark becomes `max(event time seen) - delay` (never
+    /// decreasing); stateful operators drop rows at or before it and evict state.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for a bad interval; [`SluiceError::Analysis`]
+    /// when `column` is missing or not a timestamp.
+    pub fn with_watermark(&self, column: &str, delay: &str) -> Result<Self> {
+        let delay_ms = parse_interval_ms(delay)?;
+        let schema = self.schema()?;
+        match schema.get(column) {
+            None => return Err(SluiceError::analysis(format!(
+                "cannot set a watermark on {column:?}: no such column (columns: {})",
+                schema.iter_names().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+            Some(DataType::Datetime(_, _)) => {}
+            Some(other) => return Err(SluiceError::analysis(format!(
+                "event time must be defined on a timestamp column, but {column:?} is of type {other}"
+            ))),
+        }
+        Ok(self.with(LogicalPlan::Watermark { input: self.plan.clone(), column: column.to_string(), delay_ms }))
+    }
+    /// Joins with another stream (Spark's stream-stream join): equality of `left_on` and
+    /// `right_on`, plus an optional `condition` over the joined columns, typically an
+    /// event-time range such as
+    /// `col("click_time").gt_eq(col("impression_time")).and(col("click_time").lt_eq(col("impression_time") + interval("1 hour")?))`.
+    ///
+    /// Output columns: this stream's, then `right`'s (a name already present gets the
+    /// suffix `_right`); a left semi join keeps this stream's columns only. Both sides are
+    /// buffered in the state store; watermarks and the condition bound that state (see
+    /// [`crate::operators::join`]). Outer and semi joins need watermarks and a condition that lets the
+    /// outer side's state be evicted, else `start()` fails with an analysis error.
+    pub fn join<E: AsRef<[Expr]>>(
+        &self,
+        right: &StreamingDataFrame,
+        left_on: E,
+        right_on: E,
+        how: StreamJoinType,
+        condition: Option<Expr>,
+    ) -> Self {
+        self.with(LogicalPlan::Join {
+            left: self.plan.clone(),
+            right: right.plan.clone(),
+            left_on: left_on.as_ref().to_vec(),
+            right_on: right_on.as_ref().to_vec(),
+            how,
+            condition,
+        })
+    }
+    /// Joins every micro-batch with a static frame (Spark's stream-static join): `Inner`
+    /// or `LeftOuter`, the stream on the left; other types fail at `start()`. Output
+    /// columns: the stream's, then the static frame's (both key columns kept; a name
+    /// already present gets the suffix `_right`). Null keys never match, as in Spark.
+    pub fn join_static<E: AsRef<[Expr]>>(&self, right: DataFrame, left_on: E, right_on: E, how: StreamJoinType) -> Self {
+        self.with(LogicalPlan::StaticJoin {
+            input: self.plan.clone(),
+            right,
+            left_on: left_on.as_ref().to_vec(),
+            right_on: right_on.as_ref().to_vec(),
+            how,
+        })
+    }
+    /// Groups by `keys` (columns, expressions, or a [`window`](crate::window)).
+    pub fn group_by<E: AsRef<[Expr]>>(&self, keys: E) -> GroupedStreamingDataFrame {
+        GroupedStreamingDataFrame { df: self.clone(), keys: keys.as_ref().to_vec() }
+    }
+    /// Starts describing where and how results are written (Spark's `writeStream`).
+    pub fn write_stream(&self) -> DataStreamWriter {
+        DataStreamWriter::new(self.clone())
+    }
+}
+
+/// A grouped streaming data frame, waiting for its aggregates.
+pub struct GroupedStreamingDataFrame {
+    df: StreamingDataFrame,
+    keys: Vec<Expr>,
+}
+
+impl GroupedStreamingDataFrame {
+    /// Aggregates each group: `len()`, `col(c).count()` (non-null), `sum`, `mean`, `min`,
+    /// `max`, `first`, `last`, and arithmetic or casts over them. Output columns: the keys,
+    /// then one column per aggregate, named by its alias. Counts are `Int64`, sums of
+    /// integers `Int64`, sums of floats and means `Float64` (Spark's types).
+    pub fn agg<E: AsRef<[Expr]>>(self, aggs: E) -> StreamingDataFrame {
+        self.df.with(LogicalPlan::Aggregate {
+            input: self.df.plan.clone(),
+            keys: self.keys,
+            aggs: aggs.as_ref().to_vec(),
+        })
+    }
+    /// `agg([len().alias("count")])`.
+    pub fn count(self) -> StreamingDataFrame {
+        self.agg([len().alias("count")])
+    }
+    /// Arbitrary stateful processing (Spark's `groupByKey(..).flatMapGroupsWithState`):
+    /// per batch, `func(key, rows, &mut state)` is called once for every key with rows
+    /// (`rows`: the input columns, in input order) and once, with no rows and
+    /// [`GroupState::has_timed_out`](crate::GroupState::has_timed_out) true, for every key
+    /// whose timeout passed, also in batches without data. It returns zero or more rows of
+    /// `output_schema` (exactly those columns and types).
+    ///
+    /// The state `S` (stored as JSON) is checkpointed and restored on restart. Timeouts
+    /// (see [`GroupStateTimeout`](GroupStateTimeout)): processing time against the
+    /// batch timestamp (an injectable [`Clock`](crate::Clock)), event time against the
+    /// watermark; with an event-time timeout, input rows at or before the previous batch's
+    /// watermark are dropped as late.
+    ///
+    /// `output_mode` is the operator's: Append (each row emitted once, final) or Update.
+    /// It must equal the query's output mode, else `start()` fails as in Spark; an
+    /// event-time timeout needs `with_watermark` on the input. A panic or error in `func`
+    /// stops the query with [`SluiceError::User`] naming the key and batch; nothing of that
+    /// batch is committed.
+    pub fn flat_map_groups_with_state<S, F>(
+        self,
+        output_mode: OutputMode,
+        timeout: GroupStateTimeout,
+        output_schema: Schema,
+        func: F,
+    ) -> StreamingDataFrame
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        F: FnMut(&GroupKey, DataFrame, &mut GroupState<S>) -> Result<DataFrame> + Send + 'static,
+    {
+        self.groups_with_state(output_mode, timeout, output_schema, false, group_function(func))
+    }
+    /// Spark's `mapGroupsWithState`: as
+    /// [`flat_map_groups_with_state`](Self::flat_map_groups_with_state) in Update mode,
+    /// but `func` returns exactly one row per call (else the query stops with
+    /// [`SluiceError::User`]). The query must use Update output mode.
+    pub fn map_groups_with_state<S, F>(
+        self,
+        timeout: GroupStateTimeout,
+        output_schema: Schema,
+        func: F,
+    ) -> StreamingDataFrame
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        F: FnMut(&GroupKey, DataFrame, &mut GroupState<S>) -> Result<DataFrame> + Send + 'static,
+    {
+        self.groups_with_state(OutputMode::Update, timeout, output_schema, true, group_function(func))
+    }
+    fn groups_with_state(
+        self,
+        output_mode: OutputMode,
+        timeout: GroupStateTimeout,
+        output_schema: Schema,
+        is_map: bool,
+        func: GroupFunctionRef,
+    ) -> StreamingDataFrame {
+        let spec = GroupsWithStateSpec {
+            keys: self.keys,
+            func,
+            output_schema: Arc::new(output_schema),
+            output_mode,
+            timeout,
+            is_map,
+        };
+        self.df.with(LogicalPlan::FlatMapGroupsWithState { input: self.df.plan.clone(), spec })
+    }
+}
+
+/// Deduplication (see [`crate::operators::dedup`]).
+impl StreamingDataFrame {
+    fn deduplicate<I, S>(&self, subset: I, within_watermark: bool) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys: Vec<String> = subset.into_iter().map(|s| s.as_ref().to_string()).collect();
+        crate::operators::dedup::resolve_keys(self.schema()?.as_ref(), &keys)?;
+        Ok(self.with(LogicalPlan::Deduplicate { input: self.plan.clone(), keys, within_watermark }))
+    }
+
+    /// Drops rows whose `subset` columns (all columns when `subset` is empty) equal those
+    /// of an earlier row (Spark's `dropDuplicates`): of the rows of one key, only the first
+    /// ever seen is emitted (within a batch, the first in input order); nulls compare
+    /// equal. Output: the input's columns, unchanged. Works in Append and Update output
+    /// mode.
+    ///
+    /// State holds every key seen. With a watermark on the input, rows at or before the
+    /// previous batch's watermark are dropped as late; and when the watermarked column is
+    /// in `subset`, keys whose event time is at or before the watermark leave state, so it
+    /// stays bounded. Without the event-time column among the keys the state grows without
+    /// bound (as in Spark): prefer
+    /// [`drop_duplicates_within_watermark`](Self::drop_duplicates_within_watermark).
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] for a column of `subset` that does not exist or is a list.
+    /// At `start()`: an analysis error when this follows an aggregation.
+    pub fn drop_duplicates<I, S>(&self, subset: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.deduplicate(subset, false)
+    }
+
+    /// Drops rows whose `subset` columns (all columns when empty) equal those of an earlier
+    /// row still within the watermark (Spark 3.5's `dropDuplicatesWithinWatermark`): the
+    /// first row of a key is emitted and remembered until the watermark reaches its event
+    /// time plus the watermark delay (`expiry <= watermark`, µs); later rows of the key
+    /// are dropped meanwhile, even when their own event time differs. The event-time column
+    /// need not be in `subset`. Rows at or before the previous batch's watermark are
+    /// dropped as late. Output: the input's columns. Append and Update output mode.
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] for a column of `subset` that does not exist or is a list.
+    /// At `start()`: an analysis error when the input has no watermark (call
+    /// [`with_watermark`](Self::with_watermark) first) or this follows an aggregation.
+    pub fn drop_duplicates_within_watermark<I, S>(&self, subset: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.deduplicate(subset, true)
+    }
+}

@@ -1,0 +1,18 @@
+//! What users call: the [`EngineSession`] and its [`DataStreamReader`], the
+//! [`StreamingDataFrame`] transformations, the [`DataStreamWriter`] that starts a query,
+//! the streaming [`functions`] (`window`, `session_window`, `interval`) and the output
+//! modes and triggers ([`modes`]).
+
+pub mod dataframe;
+pub mod functions;
+pub mod modes;
+pub mod reader;
+pub mod session;
+pub mod writer;
+
+pub use dataframe::{GroupedStreamingDataFrame, StreamingDataFrame};
+pub use functions::{interval, session_window, window};
+pub use modes::{OutputMode, Trigger};
+pub use reader::DataStreamReader;
+pub use session::EngineSession;
+pub use writer::{CheckpointLocation, DataStreamWriter};

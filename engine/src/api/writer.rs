@@ -1,0 +1,163 @@
+//! [`DataStreamWriter`]: Spark's `writeStream`, the builder of a running query (sink,
+//! output mode, trigger, checkpoint), and [`CheckpointLocation`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use polars::prelude::*;
+use sluice_checkpoint::Checkpoint;
+
+use super::StreamingDataFrame;
+use crate::connector::{ForeachBatchSink, Options, Sink};
+use crate::execution::{ProgressDisplay, QuerySpec, StreamingQuery};
+use crate::time::Clock;
+use crate::{OutputMode, Result, SluiceError, Trigger};
+
+/// Where the checkpoint of a query lives.
+pub enum CheckpointLocation {
+    /// A local directory.
+    Dir(PathBuf),
+    /// A ready checkpoint (any object store, or in memory).
+    Custom(Checkpoint),
+}
+
+/// Describes the sink, output mode, trigger and checkpoint of a query (Spark's
+/// `DataStreamWriter`).
+pub struct DataStreamWriter {
+    df: StreamingDataFrame,
+    output_mode: OutputMode,
+    trigger: Trigger,
+    format: Option<String>,
+    options: Options,
+    sink: Option<Box<dyn Sink>>,
+    query_name: Option<String>,
+    checkpoint: Option<CheckpointLocation>,
+    progress: ProgressDisplay,
+    clock: Arc<dyn Clock>,
+    warnings: Vec<String>,
+}
+
+impl DataStreamWriter {
+    pub(crate) fn new(df: StreamingDataFrame) -> Self {
+        DataStreamWriter {
+            df,
+            output_mode: OutputMode::Append,
+            trigger: Trigger::default(),
+            format: None,
+            options: Options::new(),
+            sink: None,
+            query_name: None,
+            checkpoint: None,
+            progress: ProgressDisplay::Lines,
+            clock: Arc::new(crate::time::SystemClock),
+            warnings: Vec::new(),
+        }
+    }
+    /// The output mode (default append).
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.output_mode = mode;
+        self
+    }
+    /// The trigger (default: the next batch as soon as the previous one ends).
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+    /// A registered sink by name: `parquet`, `json`, `csv`, `console`, `memory`.
+    pub fn format(mut self, format: &str) -> Self {
+        self.format = Some(format.to_string());
+        self
+    }
+    /// A sink option (`path`, `queryName`, ...); `checkpointLocation` sets the checkpoint.
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        let value = value.to_string();
+        if key.eq_ignore_ascii_case("checkpointLocation") {
+            self.checkpoint = Some(CheckpointLocation::Dir(PathBuf::from(&value)));
+        }
+        self.options.set(key, value);
+        self
+    }
+    /// A sink instance.
+    pub fn sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+    /// Calls `f(rows, batch_id)` for every batch (Spark's `foreachBatch`). An error
+    /// fails the batch, which runs again on restart with the same rows and batch id.
+    pub fn foreach_batch<F>(self, f: F) -> Self
+    where
+        F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
+    {
+        self.sink(Box::new(ForeachBatchSink::new(f)))
+    }
+    /// The query name (also the memory sink's table name).
+    pub fn query_name(mut self, name: &str) -> Self {
+        self.query_name = Some(name.to_string());
+        self.options.set("queryName", name);
+        self
+    }
+    /// A checkpoint directory.
+    pub fn checkpoint_location(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(CheckpointLocation::Dir(dir.into()));
+        self
+    }
+    /// A ready checkpoint (object store, in memory).
+    pub fn checkpoint(mut self, ckpt: Checkpoint) -> Self {
+        self.checkpoint = Some(CheckpointLocation::Custom(ckpt));
+        self
+    }
+    /// How progress is shown (default one line per batch on stderr).
+    pub fn progress(mut self, display: ProgressDisplay) -> Self {
+        self.progress = display;
+        self
+    }
+    /// The clock that stamps batches with their processing time (default: the system
+    /// clock). Tests of processing-time timeouts pass a [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Analyses the query and starts it on a new thread.
+    ///
+    /// # Errors
+    /// [`SluiceError::Analysis`] when the query cannot run as written (output mode rules,
+    /// sink capabilities, unsupported aggregates); [`SluiceError::Checkpoint`] when the
+    /// checkpoint is damaged or belongs to a different query.
+    pub fn start(mut self) -> Result<StreamingQuery> {
+        if self.sink.is_none() {
+            let name = self.format.clone().ok_or_else(|| {
+                SluiceError::InvalidArgument(
+                    "no sink: call format(\"parquet\"/\"console\"/...), sink() or foreach_batch()".into(),
+                )
+            })?;
+            let provider = self.df.session().sink_provider(&name).ok_or_else(|| {
+                SluiceError::InvalidArgument(format!("unknown sink format {name:?}"))
+            })?;
+            self.sink = Some(provider.create(&self.options)?);
+            // Consumed by the engine itself, whatever the sink reads.
+            self.options.mark_read("checkpointLocation");
+            self.options.mark_read("queryName");
+            if let Some(w) = self.options.unread_warning(&format!("the {name} sink"), provider.known_options()) {
+                self.warnings.push(w);
+            }
+        }
+        let checkpoint = match self.checkpoint.take() {
+            Some(CheckpointLocation::Dir(d)) => Checkpoint::local(d)?,
+            Some(CheckpointLocation::Custom(c)) => c,
+            None => Checkpoint::in_memory()?,
+        };
+        let sink = self.sink.take().ok_or_else(|| SluiceError::Internal("no sink".into()))?;
+        crate::execution::start(QuerySpec {
+            conf: self.df.session().conf_snapshot(),
+            plan: self.df.plan().clone(),
+            output_mode: self.output_mode,
+            trigger: self.trigger,
+            sink,
+            name: self.query_name,
+            checkpoint,
+            progress: self.progress,
+            clock: self.clock,
+            warnings: self.warnings,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! Running a query: the trigger loop alone ([`micro_batch`]), starting and resuming on a
+//! checkpoint ([`recovery`]) from a [`spec`], the handle users hold ([`query`]), what it
+//! shares with the query thread ([`shared`]) and what each batch reports ([`progress`]).
+
+pub mod micro_batch;
+pub mod progress;
+pub mod query;
+pub mod recovery;
+pub mod shared;
+pub mod spec;
+
+pub use micro_batch::MicroBatchExecution;
+pub use progress::{ProgressDisplay, SinkProgress, SourceProgress, StreamingQueryProgress};
+pub use query::{start, StreamingQuery};
+pub use spec::{QuerySpec, CONF_MIN_BATCHES_TO_RETAIN, CONF_STATE_PARTITIONS, CONF_WATERMARK_POLICY};

@@ -1,0 +1,72 @@
+//! [`QueryShared`]: what the query thread and its handle share: the stop flag, the status,
+//! the recent progress reports and the start-up warnings.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use super::progress::StreamingQueryProgress;
+
+/// How many progress reports a query keeps (Spark's default 100).
+pub const RECENT_PROGRESS_KEPT: usize = 100;
+
+#[derive(Default)]
+pub(super) struct SharedState {
+    pub(super) active: bool,
+    pub(super) error_message: Option<String>,
+    pub(super) recent: VecDeque<StreamingQueryProgress>,
+    pub(super) idle_checks: u64,
+    pub(super) status: String,
+    pub(super) warnings: Vec<String>,
+}
+
+/// State shared between the handle and the query thread.
+#[derive(Default)]
+pub struct QueryShared {
+    pub(super) stop: AtomicBool,
+    pub(super) state: Mutex<SharedState>,
+    pub(super) changed: Condvar,
+}
+
+impl QueryShared {
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    /// Sleeps up to `d`; `true` when stop was requested meanwhile.
+    pub(crate) fn wait_for_stop(&self, d: Duration) -> bool {
+        let guard = self.state.lock().expect("query state lock");
+        let _unused = self
+            .changed
+            .wait_timeout_while(guard, d, |_| !self.stop.load(Ordering::SeqCst))
+            .expect("query state lock");
+        self.stop_requested()
+    }
+    /// The loop looked for data and found none.
+    pub(crate) fn mark_idle(&self) {
+        let mut s = self.state.lock().expect("query state lock");
+        s.idle_checks += 1;
+        s.status = "Waiting for data to arrive".into();
+        self.changed.notify_all();
+    }
+    pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
+        self.state.lock().expect("query state lock").warnings = warnings;
+    }
+    pub(crate) fn record_progress(&self, p: StreamingQueryProgress) {
+        let mut s = self.state.lock().expect("query state lock");
+        if s.recent.len() == RECENT_PROGRESS_KEPT {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(p);
+        s.status = "Processing new data".into();
+        self.changed.notify_all();
+    }
+    pub(super) fn finish(&self, error: Option<String>) {
+        let mut s = self.state.lock().expect("query state lock");
+        s.active = false;
+        s.error_message = error;
+        s.status = "Stopped".into();
+        self.changed.notify_all();
+    }
+}
+
