@@ -14,6 +14,17 @@
 //! <ckpt>/state/<op>/<partition>/<V>.snapshot Arrow IPC: all rows of version V
 //! ```
 //!
+//! ## Every file is sealed
+//! Every object written through [`Checkpoint::put`] (so every file above, text or Arrow)
+//! is its payload followed by a trailer line `#sluice crc32=<8 hex> len=<bytes>\n` (see
+//! [`checksum`]). [`Checkpoint::get`] verifies and strips it, so callers only ever see the
+//! payload they wrote. A file that is empty, lacks the trailer, has a garbled trailer, or
+//! whose length or CRC-32 disagrees with it is [`CheckpointError::Corrupt`] naming the file
+//! and saying why; a log entry that is intact but lacks its `v1` header or does not parse
+//! is `Corrupt` too. No byte of any file makes a read panic or return another value than
+//! the one written. Sluice never guesses past a damaged checkpoint. (Files written by a
+//! Sluice without trailers are reported as `Corrupt`: use a new checkpoint location.)
+//!
 //! ## Protocol
 //! A batch `N` is *planned* when `offsets/N` exists and *done* when `commits/N` exists.
 //! Both logs are create-only: writing an entry that already exists with the same content is
@@ -23,9 +34,7 @@
 //!
 //! Every file is written whole (object_store writes a temporary object and renames it) and,
 //! on a local directory, fsynced with its parent directory before the call returns, so a
-//! file either exists complete or not at all. A file that is empty, lacks its `v1` header
-//! or does not parse is reported as [`CheckpointError::Corrupt`] with its path: Sluice never
-//! guesses past a damaged checkpoint.
+//! file either exists complete or not at all.
 //!
 //! [`CheckpointPaths`] builds every object name, so all readers and writers agree on them.
 
@@ -41,6 +50,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod checksum;
+
 /// A micro-batch id: 0 for the first batch a query runs, then 1, 2, ... (Spark's `batchId`).
 pub type BatchId = u64;
 
@@ -51,10 +62,12 @@ pub const LOG_VERSION_HEADER: &str = "v1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
-    /// A checkpoint file exists but is empty, torn, lacks its header or does not parse.
+    /// A checkpoint file exists but is empty, torn or damaged (its checksum trailer is
+    /// missing, garbled, or disagrees with its content), lacks its header or does not parse.
+    /// `path` is the file (a full local path where there is one), `reason` says why.
     #[error("checkpoint file {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
-    /// A file the checkpoint protocol requires is missing.
+    /// A file the checkpoint protocol requires is missing: `path` is the first missing one.
     #[error("checkpoint file {path} is missing: {reason}")]
     Missing { path: String, reason: String },
     /// A create-only log entry exists with other content: another query wrote this batch.
@@ -330,11 +343,25 @@ impl Checkpoint {
         CheckpointError::Store { path: self.display_path(path), source }
     }
 
-    /// Reads an object; `Ok(None)` when it does not exist.
+    fn corrupt(&self, path: &Path, reason: impl Into<String>) -> CheckpointError {
+        CheckpointError::Corrupt { path: self.display_path(path), reason: reason.into() }
+    }
+
+    /// Reads an object and returns its payload: the bytes that [`put`](Self::put) was
+    /// given, after verifying and stripping the checksum trailer (see [`checksum`]).
+    /// `Ok(None)` when the object does not exist.
     ///
     /// # Errors
+    /// [`CheckpointError::Corrupt`] naming the object when it is empty, has no trailer or a
+    /// garbled one, or its length or CRC-32 disagree with the trailer;
     /// [`CheckpointError::Store`] on any other store failure.
     pub fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        let Some(object) = self.get_raw(path)? else { return Ok(None) };
+        let len = checksum::open(&object).map_err(|reason| self.corrupt(path, reason))?.len();
+        Ok(Some(object.slice(..len)))
+    }
+
+    fn get_raw(&self, path: &Path) -> Result<Option<Bytes>> {
         let store = self.store.clone();
         let p = path.clone();
         let res = self.rt.block_on(async move {
@@ -347,8 +374,9 @@ impl Checkpoint {
         res.map_err(|e| self.store_err(path, e))
     }
 
-    /// Writes an object whole. With `create_only`, an existing object is left untouched and
-    /// `Ok(false)` is returned; otherwise `Ok(true)`.
+    /// Writes an object whole: `data` followed by its checksum trailer (see [`checksum`];
+    /// [`get`](Self::get) returns `data`). With `create_only`, an existing object is left
+    /// untouched and `Ok(false)` is returned; otherwise `Ok(true)`.
     ///
     /// # Errors
     /// [`CheckpointError::Store`] on store failure, [`CheckpointError::Io`] when fsync fails.
@@ -356,9 +384,9 @@ impl Checkpoint {
         let store = self.store.clone();
         let p = path.clone();
         let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
-        let res = self.rt.block_on(async move {
-            store.put_opts(&p, PutPayload::from(data), PutOptions::from(mode)).await
-        });
+        let trailer = Bytes::from(checksum::trailer(&data));
+        let payload = PutPayload::from_iter([data, trailer]);
+        let res = self.rt.block_on(async move { store.put_opts(&p, payload, PutOptions::from(mode)).await });
         match res {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) if create_only => return Ok(false),
@@ -380,6 +408,9 @@ impl Checkpoint {
     }
 
     /// Deletes an object; a missing one is not an error.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] on store failure.
     pub fn delete(&self, path: &Path) -> Result<()> {
         let store = self.store.clone();
         let p = path.clone();
@@ -389,7 +420,11 @@ impl Checkpoint {
         }
     }
 
-    /// Names of the objects directly under `dir` (file names only, no sub-folders).
+    /// Names of the objects directly under `dir` (file names only, no sub-folders), in no
+    /// particular order. An absent `dir` lists as empty.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] when the store cannot list.
     pub fn list_names(&self, dir: &Path) -> Result<Vec<String>> {
         let store = self.store.clone();
         let d = dir.clone();
@@ -404,7 +439,10 @@ impl Checkpoint {
         Ok(objects.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
     }
 
-    /// All object paths under `prefix`, recursively.
+    /// All object paths under `prefix`, recursively, in no particular order.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] when the store cannot list.
     pub fn list_recursive(&self, prefix: &Path) -> Result<Vec<Path>> {
         let store = self.store.clone();
         let p = prefix.clone();
@@ -421,22 +459,22 @@ impl Checkpoint {
     /// Reads `metadata`, `Ok(None)` when absent.
     ///
     /// # Errors
-    /// [`CheckpointError::Corrupt`] when it exists but does not parse.
+    /// [`CheckpointError::Corrupt`] when it exists but is damaged or does not parse.
     pub fn read_metadata(&self) -> Result<Option<CheckpointMetadata>> {
         let path = self.paths.metadata();
         match self.get(&path)? {
             None => Ok(None),
             Some(b) => {
                 let text = self.text(&path, &b)?;
-                serde_json::from_str(text.trim()).map(Some).map_err(|e| CheckpointError::Corrupt {
-                    path: self.display_path(&path),
-                    reason: e.to_string(),
-                })
+                serde_json::from_str(text.trim()).map(Some).map_err(|e| self.corrupt(&path, e.to_string()))
             }
         }
     }
 
     /// Writes `metadata` (create-only; an existing one is kept).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
     pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<()> {
         let body = serde_json::to_string(meta).expect("metadata serializes");
         self.put(&self.paths.metadata(), Bytes::from(body + "\n"), true)?;
@@ -445,15 +483,9 @@ impl Checkpoint {
 
     fn text<'a>(&self, path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
         if bytes.is_empty() {
-            return Err(CheckpointError::Corrupt {
-                path: self.display_path(path),
-                reason: "the file is empty (torn write?)".into(),
-            });
+            return Err(self.corrupt(path, "the file is empty (torn write?)"));
         }
-        std::str::from_utf8(bytes).map_err(|e| CheckpointError::Corrupt {
-            path: self.display_path(path),
-            reason: format!("not UTF-8: {e}"),
-        })
+        std::str::from_utf8(bytes).map_err(|e| self.corrupt(path, format!("not UTF-8: {e}")))
     }
 
     /// The log named `name` (`offsets`, `commits`, `sources/0`, ...).
@@ -477,6 +509,7 @@ impl Checkpoint {
         let commits = self.commits().batch_ids()?;
         recovery_plan(&self.paths, offsets.last().copied(), commits.last().copied())
     }
+
 }
 
 /// A value stored as one entry of a [`BatchLog`]: text lines after the `v1` header.
@@ -560,11 +593,16 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         self.ckpt.paths.log_entry(&self.name, batch_id)
     }
 
+    fn missing(&self, batch_id: BatchId, reason: String) -> CheckpointError {
+        CheckpointError::Missing { path: self.ckpt.display_path(&self.path(batch_id)), reason }
+    }
+
     /// Writes entry `batch_id` (create-only). Returns `Ok(true)` when written, `Ok(false)`
     /// when an identical entry already existed (a replayed batch).
     ///
     /// # Errors
-    /// [`CheckpointError::Conflict`] when an entry exists with different content.
+    /// [`CheckpointError::Conflict`] when an entry exists with different content;
+    /// [`CheckpointError::Corrupt`] when the existing entry is damaged.
     pub fn add(&self, batch_id: BatchId, entry: &T) -> Result<bool> {
         let path = self.path(batch_id);
         let mut text = String::from(LOG_VERSION_HEADER);
@@ -585,17 +623,15 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
     /// Reads entry `batch_id`; `Ok(None)` when absent.
     ///
     /// # Errors
-    /// [`CheckpointError::Corrupt`] when empty, without the `v1` header, or unparsable.
+    /// [`CheckpointError::Corrupt`] when damaged (see [`Checkpoint::get`]), without the
+    /// `v1` header, or unparsable.
     pub fn get(&self, batch_id: BatchId) -> Result<Option<T>> {
         let path = self.path(batch_id);
         let Some(bytes) = self.ckpt.get(&path)? else { return Ok(None) };
         let text = self.ckpt.text(&path, &bytes)?;
-        let corrupt = |reason: String| CheckpointError::Corrupt {
-            path: self.ckpt.display_path(&path),
-            reason,
-        };
+        let corrupt = |reason: String| self.ckpt.corrupt(&path, reason);
         if !text.ends_with('\n') {
-            return Err(corrupt("the file does not end with a newline (torn write?)".into()));
+            return Err(corrupt("the entry does not end with a newline (torn write?)".into()));
         }
         let mut lines = text.lines();
         match lines.next() {
@@ -616,46 +652,49 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
     /// # Errors
     /// [`CheckpointError::Missing`] when absent; see [`BatchLog::get`].
     pub fn require(&self, batch_id: BatchId) -> Result<T> {
-        self.get(batch_id)?.ok_or_else(|| CheckpointError::Missing {
-            path: self.ckpt.display_path(&self.path(batch_id)),
-            reason: format!("the {} log has no entry for batch {batch_id}", self.name),
-        })
+        self.get(batch_id)?
+            .ok_or_else(|| self.missing(batch_id, format!("the {} log has no entry for batch {batch_id}", self.name)))
     }
 
-    /// The batch ids present, ascending and contiguous.
-    ///
-    /// # Errors
-    /// [`CheckpointError::Missing`] naming the first missing entry when there is a gap;
-    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
-    pub fn batch_ids(&self) -> Result<Vec<BatchId>> {
+    /// The ids present, ascending, without any check.
+    fn listed_ids(&self) -> Result<Vec<BatchId>> {
         let dir = self.ckpt.paths.log_dir(&self.name);
         let mut ids = Vec::new();
         for name in self.ckpt.list_names(&dir)? {
             if name.starts_with('.') || name.contains('#') {
                 continue; // object_store staging files of an interrupted write
             }
-            let id = name.parse::<BatchId>().map_err(|_| CheckpointError::Corrupt {
-                path: self.ckpt.display_path(&dir.clone().join(name.as_str())),
-                reason: "a file in a batch log whose name is not a batch id".into(),
+            let id = name.parse::<BatchId>().map_err(|_| {
+                self.ckpt.corrupt(&dir.clone().join(name.as_str()), "a file in a batch log whose name is not a batch id")
             })?;
             ids.push(id);
         }
         ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The batch ids present, ascending and contiguous.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry when there is a hole;
+    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
+    pub fn batch_ids(&self) -> Result<Vec<BatchId>> {
+        let ids = self.listed_ids()?;
         for w in ids.windows(2) {
             if w[1] != w[0] + 1 {
-                return Err(CheckpointError::Missing {
-                    path: self.ckpt.display_path(&self.path(w[0] + 1)),
-                    reason: format!(
-                        "gap in the {} log: batch {} is followed by batch {}",
-                        self.name, w[0], w[1]
-                    ),
-                });
+                return Err(self.missing(
+                    w[0] + 1,
+                    format!("gap in the {} log: batch {} is followed by batch {}", self.name, w[0], w[1]),
+                ));
             }
         }
         Ok(ids)
     }
 
     /// The latest entry, if any.
+    ///
+    /// # Errors
+    /// As [`batch_ids`](Self::batch_ids) and [`get`](Self::get).
     pub fn latest(&self) -> Result<Option<(BatchId, T)>> {
         match self.batch_ids()?.last() {
             None => Ok(None),
@@ -664,6 +703,9 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
     }
 
     /// Deletes entries with ids below `threshold` (retention).
+    ///
+    /// # Errors
+    /// Store errors.
     pub fn purge_before(&self, threshold: BatchId) -> Result<()> {
         for id in self.batch_ids()? {
             if id >= threshold {
@@ -700,7 +742,9 @@ mod tests {
         assert_eq!(ck.offsets().require(0).unwrap(), seq(1));
         let text = std::fs::read_to_string(dir.path().join("offsets/0")).unwrap();
         assert!(text.starts_with("v1\n{"), "{text}");
-        assert!(text.ends_with("-\n"), "{text}");
+        let (body, trailer) = text.rsplit_once("-\n").unwrap();
+        assert!(body.ends_with("}\n"), "{text}");
+        assert!(trailer.starts_with(checksum::TRAILER_MARKER) && trailer.ends_with('\n'), "{text}");
     }
 
     #[test]
@@ -721,7 +765,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        std::fs::write(dir.path().join("offsets/2"), b"v1\n{\"batchWater").unwrap();
+        std::fs::write(dir.path().join("offsets/2"), checksum::seal(b"v1\n{\"batchWater")).unwrap();
         assert!(matches!(ck.offsets().get(2), Err(CheckpointError::Corrupt { .. })));
     }
 
