@@ -36,8 +36,26 @@
 //! on a local directory, fsynced with its parent directory before the call returns, so a
 //! file either exists complete or not at all.
 //!
+//! ## Gaps and the purge horizon
+//! Log entries are purged in ascending order ([`BatchLog::purge_before`]), the offset log
+//! before the commit log ([`Checkpoint::purge_logs_before`]). So, even after a crash in the
+//! middle of a purge:
+//! 1. the entries of a log are contiguous from its first present entry (its *horizon*) to
+//!    its last: a hole is damage, [`BatchLog::batch_ids`] fails with
+//!    [`CheckpointError::Missing`] naming the first missing entry;
+//! 2. the commit log never starts after the offset log: if it does, [`Checkpoint::recovery`]
+//!    fails with `Missing` naming `commits/<first offset>`;
+//! 3. entries below the horizon of both logs are taken as purged: they are indistinguishable
+//!    from deleted ones, and recovery needs only the latest entries (the state store
+//!    requires, and names, any commit entry it reads).
+//!
+//! A log that is never purged (a source log) has a horizon its owner knows (the file
+//! source's first entry is 1): [`BatchLog::entries`] and [`BatchLog::require_range`] with
+//! that first id report a missing first entry, which a listing alone cannot see.
+//!
 //! [`CheckpointPaths`] builds every object name, so all readers and writers agree on them.
 
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -503,13 +521,43 @@ impl Checkpoint {
         self.log("commits")
     }
 
-    /// Decides how to resume (see [`recovery_plan`]); also checks both logs for gaps.
+    /// Decides how to resume (see [`recovery_plan`]) after checking both logs against the
+    /// gap rule of the crate docs.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry: a hole in either log,
+    /// a commit log that starts after the offset log (`commits/<first offset>`), or the
+    /// inconsistencies of [`recovery_plan`]; [`CheckpointError::Corrupt`] for a file in a
+    /// log whose name is not a batch id.
     pub fn recovery(&self) -> Result<Recovery> {
         let offsets = self.offsets().batch_ids()?;
         let commits = self.commits().batch_ids()?;
+        if let (Some(&first_offset), Some(&first_commit)) = (offsets.first(), commits.first()) {
+            if first_commit > first_offset {
+                return Err(CheckpointError::Missing {
+                    path: self.display_path(&self.paths.log_entry("commits", first_offset)),
+                    reason: format!(
+                        "the commit log starts at batch {first_commit} but the offset log at batch {first_offset}: \
+                         a purge removes offset entries before commit entries, so commits \
+                         {first_offset}..{} were deleted",
+                        first_commit - 1
+                    ),
+                });
+            }
+        }
         recovery_plan(&self.paths, offsets.last().copied(), commits.last().copied())
     }
 
+    /// Purges both logs below `threshold` ([`BatchLog::purge_before`]): the offset log
+    /// first, then the commit log, the order the gap rule relies on (the commit log never
+    /// starts after the offset log).
+    ///
+    /// # Errors
+    /// As [`BatchLog::purge_before`].
+    pub fn purge_logs_before(&self, threshold: BatchId) -> Result<()> {
+        self.offsets().purge_before(threshold)?;
+        self.commits().purge_before(threshold)
+    }
 }
 
 /// A value stored as one entry of a [`BatchLog`]: text lines after the `v1` header.
@@ -673,7 +721,8 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         Ok(ids)
     }
 
-    /// The batch ids present, ascending and contiguous.
+    /// The batch ids present, ascending and contiguous from the first present one (the
+    /// log's horizon: entries below it are taken as purged, see the crate docs).
     ///
     /// # Errors
     /// [`CheckpointError::Missing`] naming the first missing entry when there is a hole;
@@ -691,6 +740,57 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         Ok(ids)
     }
 
+    /// Checks that every entry `from..=to` exists (one listing, no read). An empty range
+    /// (`from > to`) checks nothing.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry;
+    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
+    pub fn require_range(&self, from: BatchId, to: BatchId) -> Result<()> {
+        let ids: std::collections::BTreeSet<BatchId> = self.listed_ids()?.into_iter().collect();
+        let mut want = from;
+        while want <= to {
+            if !ids.contains(&want) {
+                return Err(self.missing(
+                    want,
+                    format!("the {} log must hold every entry {from}..={to}, and has no entry for batch {want}", self.name),
+                ));
+            }
+            want += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads the entries of `range`, ascending, requiring each: an unbounded start is the
+    /// first present entry, an unbounded end the last present one. A log that is never
+    /// purged passes its first id: the file source reads its whole log with `entries(1..)`,
+    /// which names `sources/<i>/1` when that entry is gone. A bounded end must exist even
+    /// past the last entry. `entries(1..)` on an empty log is empty.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry of the range;
+    /// [`CheckpointError::Corrupt`] for a damaged entry (see [`BatchLog::get`]).
+    pub fn entries(&self, range: impl RangeBounds<BatchId>) -> Result<Vec<(BatchId, T)>> {
+        let ids = self.listed_ids()?;
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => match ids.first() {
+                Some(&f) => f,
+                None => return Ok(vec![]),
+            },
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&0) => None,
+            Bound::Excluded(&e) => Some(e - 1),
+            Bound::Unbounded => ids.last().copied(),
+        };
+        let Some(to) = to.filter(|t| *t >= from) else { return Ok(vec![]) };
+        self.require_range(from, to)?;
+        (from..=to).map(|id| Ok((id, self.require(id)?))).collect()
+    }
+
     /// The latest entry, if any.
     ///
     /// # Errors
@@ -702,12 +802,13 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         }
     }
 
-    /// Deletes entries with ids below `threshold` (retention).
+    /// Deletes every entry with an id below `threshold` (retention), in ascending order so
+    /// that an interrupted purge leaves the log contiguous. A hole does not stop it.
     ///
     /// # Errors
     /// Store errors.
     pub fn purge_before(&self, threshold: BatchId) -> Result<()> {
-        for id in self.batch_ids()? {
+        for id in self.listed_ids()? {
             if id >= threshold {
                 break;
             }
