@@ -203,7 +203,7 @@ fn offsets_per_batch_are_sparks_json_and_rows_carry_sparks_columns() {
     assert_eq!(logged_offset(ck.path(), 1), serde_json::json!({"t": {"0": 12, "1": 8}}));
     assert!(!ck.path().join("offsets/2").exists(), "no third batch");
     let initial = std::fs::read_to_string(ck.path().join("sources/0/0")).unwrap();
-    assert_eq!(initial, "v1\n{\"t\":{\"0\":0,\"1\":0}}\n", "the resolved startingOffsets are logged");
+    assert_eq!(initial.as_bytes(), sluice::checkpoint::checksum::seal(b"v1\n{\"t\":{\"0\":0,\"1\":0}}\n"), "the resolved startingOffsets are logged");
     assert_eq!(batches.len(), 2);
     let (id, b0) = &batches[0];
     assert_eq!(*id, 0);

@@ -269,7 +269,7 @@ fn a_corrupt_state_file_is_named() {
     let (_d, ck) = checkpoint_with_batches();
     let n = last_batch(&ck);
     let f = (0..4).map(|p| ck.join(format!("state/0/{p}/{}.delta", n + 1))).find(|f| f.exists()).unwrap();
-    std::fs::write(&f, b"not arrow").unwrap();
+    std::fs::write(&f, sluice::checkpoint::checksum::seal(b"not arrow")).unwrap();
     let err = restart_error(&ck);
     assert!(err.contains(&f.display().to_string()) && err.contains("Arrow IPC"), "{err}");
 }

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! <ckpt>/metadata                            {"id": <uuid>}
+//! <ckpt>/runs/<k>                            {"runId", "startedAt", "host", "pid"}: the k-th run's claim
 //! <ckpt>/offsets/<N>                         v1 / batch metadata JSON / one offset JSON per source
 //! <ckpt>/commits/<N>                         v1 / {"next_batch_watermark_ms": ...}
 //! <ckpt>/sources/<i>/<N>                     v1 / source log entry of batch N (e.g. files taken)
@@ -13,6 +14,17 @@
 //! <ckpt>/state/<op>/<partition>/<V>.delta    Arrow IPC: upserted rows and removed keys of version V
 //! <ckpt>/state/<op>/<partition>/<V>.snapshot Arrow IPC: all rows of version V
 //! ```
+//!
+//! ## Every file is sealed
+//! Every object written through [`Checkpoint::put`] (so every file above, text or Arrow)
+//! is its payload followed by a trailer line `#sluice crc32=<8 hex> len=<bytes>\n` (see
+//! [`checksum`]). [`Checkpoint::get`] verifies and strips it, so callers only ever see the
+//! payload they wrote. A file that is empty, lacks the trailer, has a garbled trailer, or
+//! whose length or CRC-32 disagrees with it is [`CheckpointError::Corrupt`] naming the file
+//! and saying why; a log entry that is intact but lacks its `v1` header or does not parse
+//! is `Corrupt` too. No byte of any file makes a read panic or return another value than
+//! the one written. Sluice never guesses past a damaged checkpoint. (Files written by a
+//! Sluice without trailers are reported as `Corrupt`: use a new checkpoint location.)
 //!
 //! ## Protocol
 //! A batch `N` is *planned* when `offsets/N` exists and *done* when `commits/N` exists.
@@ -23,14 +35,67 @@
 //!
 //! Every file is written whole (object_store writes a temporary object and renames it) and,
 //! on a local directory, fsynced with its parent directory before the call returns, so a
-//! file either exists complete or not at all. A file that is empty, lacks its `v1` header
-//! or does not parse is reported as [`CheckpointError::Corrupt`] with its path: Sluice never
-//! guesses past a damaged checkpoint.
+//! file either exists complete or not at all.
+//!
+//! ## Ownership: one writing run per checkpoint
+//! A run (one start of a query) claims the checkpoint with [`Checkpoint::claim`] before it
+//! writes: it creates `runs/<k>`, `k` one above the newest claim, create-only. Losing that
+//! race means another run claimed the checkpoint at the same moment:
+//! [`CheckpointError::NotOwner`] naming it. From then on, every write through this
+//! `Checkpoint` ([`put`](Checkpoint::put), [`delete`](Checkpoint::delete),
+//! [`BatchLog::add`], [`BatchLog::purge_before`]) first checks that `runs/<k+1>` does not
+//! exist and `runs/<k>` still does (two small requests, a GET and a HEAD; an open and a
+//! stat on a local disk; the second one is what catches a run whose own claim was purged
+//! because it slept through more than [`KEEP_RUN_CLAIMS`] newer claims), and
+//! fails with `NotOwner`, naming the run that took over and when, if a newer run claimed the
+//! checkpoint. The engine calls [`Checkpoint::ensure_owner`] before it hands a batch to the
+//! sink, whose files are outside the checkpoint. The newest claim wins: a run started on a
+//! checkpoint that another process still uses takes it over, and the older run stops at
+//! its next write (as Spark's `stopActiveRunOnRestart`). Only the newest
+//! [`KEEP_RUN_CLAIMS`] claims are kept.
+//!
+//! **The window.** Check-then-write is not a fence: a run that passed the check and is then
+//! paused (SIGSTOP, a long GC-like stall, a slow network) before its write lands can still
+//! complete that one write after a newer run claimed the checkpoint. Object stores offer no
+//! conditional write on another object, so no client-side protocol can close this window;
+//! it is bounded to the one write in flight per writing thread (the next write checks
+//! again and fails). That is enough here because the writes that decide what a batch is are
+//! create-only: a stale `offsets/N` or `commits/N` that differs from the new owner's is
+//! refused ([`CheckpointError::Conflict`]) whichever lands second, and an overwritten state
+//! file holds the state of the same version computed from the same logged offsets (a
+//! deterministic query). The one visible leftover possible is a single stale log entry
+//! re-created below the purge horizon: the next purge deletes it, and a start before that
+//! reports a gap just above it (delete the stray, lowest, entry). A `Checkpoint` that
+//! never called `claim` (tests using the raw API) does not check ownership.
+//!
+//! ## Temporary files
+//! object_store's local store writes `<name>#<n>` and renames it; a killed process leaves
+//! such files behind (`offsets/7#1`). No listing of this crate ever returns one (nor a
+//! hidden `.name`, in a batch log), so nothing reads them, and [`Checkpoint::claim`]
+//! deletes those of a local checkpoint: a claiming run is the only writer from then on.
+//!
+//! ## Gaps and the purge horizon
+//! Log entries are purged in ascending order ([`BatchLog::purge_before`]), the offset log
+//! before the commit log ([`Checkpoint::purge_logs_before`]). So, even after a crash in the
+//! middle of a purge:
+//! 1. the entries of a log are contiguous from its first present entry (its *horizon*) to
+//!    its last: a hole is damage, [`BatchLog::batch_ids`] fails with
+//!    [`CheckpointError::Missing`] naming the first missing entry;
+//! 2. the commit log never starts after the offset log: if it does, [`Checkpoint::recovery`]
+//!    fails with `Missing` naming `commits/<first offset>`;
+//! 3. entries below the horizon of both logs are taken as purged: they are indistinguishable
+//!    from deleted ones, and recovery needs only the latest entries (the state store
+//!    requires, and names, any commit entry it reads).
+//!
+//! A log that is never purged (a source log) has a horizon its owner knows (the file
+//! source's first entry is 1): [`BatchLog::entries`] and [`BatchLog::require_range`] with
+//! that first id report a missing first entry, which a listing alone cannot see.
 //!
 //! [`CheckpointPaths`] builds every object name, so all readers and writers agree on them.
 
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -41,20 +106,28 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod checksum;
+
 /// A micro-batch id: 0 for the first batch a query runs, then 1, 2, ... (Spark's `batchId`).
 pub type BatchId = u64;
 
 /// The version header of every log file Sluice writes.
 pub const LOG_VERSION_HEADER: &str = "v1";
 
+/// How many run claims `runs/<k>` [`Checkpoint::claim`] keeps: the newest 5 (older ones
+/// are deleted when a run claims).
+pub const KEEP_RUN_CLAIMS: u64 = 5;
+
 /// Errors of the checkpoint layer. Each names the object it concerns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
-    /// A checkpoint file exists but is empty, torn, lacks its header or does not parse.
+    /// A checkpoint file exists but is empty, torn or damaged (its checksum trailer is
+    /// missing, garbled, or disagrees with its content), lacks its header or does not parse.
+    /// `path` is the file (a full local path where there is one), `reason` says why.
     #[error("checkpoint file {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
-    /// A file the checkpoint protocol requires is missing.
+    /// A file the checkpoint protocol requires is missing: `path` is the first missing one.
     #[error("checkpoint file {path} is missing: {reason}")]
     Missing { path: String, reason: String },
     /// A create-only log entry exists with other content: another query wrote this batch.
@@ -63,6 +136,17 @@ pub enum CheckpointError {
          writing to this checkpoint, or the query was changed; use a new checkpoint location"
     )]
     Conflict { path: String },
+    /// This `Checkpoint` claimed the checkpoint for run `run_id`, and a newer run has claimed
+    /// it since (or claimed it first, when [`Checkpoint::claim`] lost the race): nothing was
+    /// written. `path` is what the run was about to write (`its next batch's output` for
+    /// [`Checkpoint::ensure_owner`]), `location` the checkpoint, `claimed_by` the newer
+    /// run's id and `by` its whole claim (when, host, pid, claim file).
+    #[error(
+        "checkpoint {location} was taken over by {by}; this run ({run_id}) no longer owns it and did not \
+         write {path}. Only one run may use a checkpoint at a time: stop this query (the other run \
+         continues it), or stop the other run and restart this query, which claims the checkpoint again"
+    )]
+    NotOwner { path: String, location: String, run_id: String, claimed_by: String, by: Box<Takeover> },
     /// The object store failed.
     #[error("checkpoint store error on {path}: {source}")]
     Store {
@@ -70,7 +154,7 @@ pub enum CheckpointError {
         #[source]
         source: object_store::Error,
     },
-    /// Local file-system I/O failed (creating the directory, fsync).
+    /// Local file-system I/O failed (creating the directory, fsync, removing a temporary).
     #[error("checkpoint I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -104,6 +188,14 @@ impl CheckpointPaths {
     pub fn metadata(&self) -> Path {
         self.join("metadata")
     }
+    /// `runs/`: the run claims.
+    pub fn runs_dir(&self) -> Path {
+        self.join("runs")
+    }
+    /// `runs/<k>`: the claim of the `k`-th run (from 0).
+    pub fn run_claim(&self, k: u64) -> Path {
+        self.join(&format!("runs/{k}"))
+    }
     /// Folder of a batch log (`offsets`, `commits`, `sources/<i>`).
     pub fn log_dir(&self, log: &str) -> Path {
         self.join(log)
@@ -124,6 +216,17 @@ impl CheckpointPaths {
     pub fn state_file(&self, op: usize, partition: usize, version: u64, kind: StateFileKind) -> Path {
         self.join(&format!("state/{op}/{partition}/{version}.{}", kind.extension()))
     }
+}
+
+/// Whether `name` (a file name, no folder) is a temporary of an interrupted write:
+/// `<name>#<digits>` as object_store's local store stages its writes (or `%23<digits>`,
+/// the same name percent-encoded in an object path).
+pub fn is_temporary_name(name: &str) -> bool {
+    let digits_after = |sep: &str| {
+        name.rsplit_once(sep)
+            .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+    };
+    digits_after("#") || digits_after("%23")
 }
 
 /// The two kinds of state-store files.
@@ -149,6 +252,44 @@ impl StateFileKind {
 pub struct CheckpointMetadata {
     /// The query's id (Spark's `StreamingQuery.id`), stable across restarts.
     pub id: String,
+}
+
+/// A run's claim of a checkpoint, the file `runs/<number>` (see [`Checkpoint::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunClaim {
+    /// The claim's number `k` (its file is `runs/<k>`): one above the claim before it.
+    #[serde(skip)]
+    pub number: u64,
+    /// The run's id (Spark's `StreamingQuery.runId`): new at each start.
+    #[serde(rename = "runId")]
+    pub run_id: String,
+    /// When the run claimed the checkpoint, RFC 3339 in UTC with milliseconds.
+    #[serde(rename = "startedAt")]
+    pub started_at: String,
+    /// The host name of the claiming process (`unknown` when it cannot be read).
+    pub host: String,
+    /// The claiming process's id.
+    pub pid: u32,
+}
+
+/// The run that took a checkpoint over, in [`CheckpointError::NotOwner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// The newer run's claim.
+    pub claim: RunClaim,
+    /// Its claim file, for messages (a full local path where there is one).
+    pub claim_path: String,
+}
+
+impl std::fmt::Display for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.claim;
+        write!(
+            f,
+            "run {} (host {}, pid {}), which claimed it at {} ({})",
+            c.run_id, c.host, c.pid, c.started_at, self.claim_path
+        )
+    }
 }
 
 /// One entry of the offset log, `offsets/N`: the write-ahead record of batch `N`.
@@ -234,6 +375,15 @@ pub fn recovery_plan(
     }
 }
 
+/// The ownership state of one `Checkpoint` value.
+#[derive(Debug, Default)]
+struct Ownership {
+    /// The claim this `Checkpoint` made; `None`: it never claimed (no checks).
+    claim: Option<RunClaim>,
+    /// The newer claim found by a check: once superseded, always superseded.
+    superseded_by: Option<RunClaim>,
+}
+
 /// A checkpoint location: an object store, a root prefix, and a small runtime that drives
 /// the store's async API from the synchronous trigger loop.
 ///
@@ -245,6 +395,8 @@ pub struct Checkpoint {
     fsync: bool,
     rt: tokio::runtime::Runtime,
     description: String,
+    /// Boxed: keeps `Checkpoint` small (it is moved around in enums by the engine).
+    ownership: Mutex<Box<Ownership>>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -258,6 +410,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|source| CheckpointError::Io { path: "<tokio runtime>".into(), source })
+}
+
+/// The host name, for run claims: the kernel's, else `$HOSTNAME`, else `unknown`.
+fn host_name() -> String {
+    let from_file = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    from_file("/proc/sys/kernel/hostname")
+        .or_else(|| from_file("/etc/hostname"))
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Checkpoint {
@@ -282,6 +445,7 @@ impl Checkpoint {
             fsync: true,
             rt: runtime()?,
             description: dir.display().to_string(),
+            ownership: Mutex::default(),
         })
     }
 
@@ -299,6 +463,7 @@ impl Checkpoint {
             fsync: false,
             rt: runtime()?,
             description: description.to_string(),
+            ownership: Mutex::default(),
         })
     }
 
@@ -330,11 +495,25 @@ impl Checkpoint {
         CheckpointError::Store { path: self.display_path(path), source }
     }
 
-    /// Reads an object; `Ok(None)` when it does not exist.
+    fn corrupt(&self, path: &Path, reason: impl Into<String>) -> CheckpointError {
+        CheckpointError::Corrupt { path: self.display_path(path), reason: reason.into() }
+    }
+
+    /// Reads an object and returns its payload: the bytes that [`put`](Self::put) was
+    /// given, after verifying and stripping the checksum trailer (see [`checksum`]).
+    /// `Ok(None)` when the object does not exist.
     ///
     /// # Errors
+    /// [`CheckpointError::Corrupt`] naming the object when it is empty, has no trailer or a
+    /// garbled one, or its length or CRC-32 disagree with the trailer;
     /// [`CheckpointError::Store`] on any other store failure.
     pub fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        let Some(object) = self.get_raw(path)? else { return Ok(None) };
+        let len = checksum::open(&object).map_err(|reason| self.corrupt(path, reason))?.len();
+        Ok(Some(object.slice(..len)))
+    }
+
+    fn get_raw(&self, path: &Path) -> Result<Option<Bytes>> {
         let store = self.store.clone();
         let p = path.clone();
         let res = self.rt.block_on(async move {
@@ -347,18 +526,36 @@ impl Checkpoint {
         res.map_err(|e| self.store_err(path, e))
     }
 
-    /// Writes an object whole. With `create_only`, an existing object is left untouched and
-    /// `Ok(false)` is returned; otherwise `Ok(true)`.
+    fn exists(&self, path: &Path) -> Result<bool> {
+        let store = self.store.clone();
+        let p = path.clone();
+        match self.rt.block_on(async move { store.head(&p).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.store_err(path, e)),
+        }
+    }
+
+    /// Writes an object whole: `data` followed by its checksum trailer (see [`checksum`];
+    /// [`get`](Self::get) returns `data`). With `create_only`, an existing object is left
+    /// untouched and `Ok(false)` is returned; otherwise `Ok(true)`.
     ///
     /// # Errors
-    /// [`CheckpointError::Store`] on store failure, [`CheckpointError::Io`] when fsync fails.
+    /// [`CheckpointError::NotOwner`] (nothing written) when this `Checkpoint` claimed the
+    /// checkpoint and a newer run has claimed it since; [`CheckpointError::Store`] on store
+    /// failure, [`CheckpointError::Io`] when fsync fails.
     pub fn put(&self, path: &Path, data: Bytes, create_only: bool) -> Result<bool> {
+        self.check_owner(&self.display_path(path))?;
+        self.put_unchecked(path, data, create_only)
+    }
+
+    fn put_unchecked(&self, path: &Path, data: Bytes, create_only: bool) -> Result<bool> {
         let store = self.store.clone();
         let p = path.clone();
         let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
-        let res = self.rt.block_on(async move {
-            store.put_opts(&p, PutPayload::from(data), PutOptions::from(mode)).await
-        });
+        let trailer = Bytes::from(checksum::trailer(&data));
+        let payload = PutPayload::from_iter([data, trailer]);
+        let res = self.rt.block_on(async move { store.put_opts(&p, payload, PutOptions::from(mode)).await });
         match res {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) if create_only => return Ok(false),
@@ -380,7 +577,16 @@ impl Checkpoint {
     }
 
     /// Deletes an object; a missing one is not an error.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotOwner`] (nothing deleted) when a newer run claimed the
+    /// checkpoint; [`CheckpointError::Store`] on store failure.
     pub fn delete(&self, path: &Path) -> Result<()> {
+        self.check_owner(&self.display_path(path))?;
+        self.delete_unchecked(path)
+    }
+
+    fn delete_unchecked(&self, path: &Path) -> Result<()> {
         let store = self.store.clone();
         let p = path.clone();
         match self.rt.block_on(async move { store.delete(&p).await }) {
@@ -389,7 +595,12 @@ impl Checkpoint {
         }
     }
 
-    /// Names of the objects directly under `dir` (file names only, no sub-folders).
+    /// Names of the objects directly under `dir` (file names only, no sub-folders), in no
+    /// particular order; never a temporary of an interrupted write (see
+    /// [`is_temporary_name`]). An absent `dir` lists as empty.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] when the store cannot list.
     pub fn list_names(&self, dir: &Path) -> Result<Vec<String>> {
         let store = self.store.clone();
         let d = dir.clone();
@@ -401,10 +612,18 @@ impl Checkpoint {
             }
         });
         let objects = res.map_err(|e| self.store_err(dir, e))?;
-        Ok(objects.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
+        Ok(objects
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .filter(|name| !is_temporary_name(name))
+            .collect())
     }
 
-    /// All object paths under `prefix`, recursively.
+    /// All object paths under `prefix`, recursively, in no particular order; never a
+    /// temporary of an interrupted write (see [`is_temporary_name`]).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Store`] when the store cannot list.
     pub fn list_recursive(&self, prefix: &Path) -> Result<Vec<Path>> {
         let store = self.store.clone();
         let p = prefix.clone();
@@ -412,7 +631,7 @@ impl Checkpoint {
             store.list(Some(&p)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
         });
         match res {
-            Ok(v) => Ok(v),
+            Ok(v) => Ok(v.into_iter().filter(|p| !p.filename().is_some_and(is_temporary_name)).collect()),
             Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
             Err(e) => Err(self.store_err(prefix, e)),
         }
@@ -421,22 +640,22 @@ impl Checkpoint {
     /// Reads `metadata`, `Ok(None)` when absent.
     ///
     /// # Errors
-    /// [`CheckpointError::Corrupt`] when it exists but does not parse.
+    /// [`CheckpointError::Corrupt`] when it exists but is damaged or does not parse.
     pub fn read_metadata(&self) -> Result<Option<CheckpointMetadata>> {
         let path = self.paths.metadata();
         match self.get(&path)? {
             None => Ok(None),
             Some(b) => {
                 let text = self.text(&path, &b)?;
-                serde_json::from_str(text.trim()).map(Some).map_err(|e| CheckpointError::Corrupt {
-                    path: self.display_path(&path),
-                    reason: e.to_string(),
-                })
+                serde_json::from_str(text.trim()).map(Some).map_err(|e| self.corrupt(&path, e.to_string()))
             }
         }
     }
 
     /// Writes `metadata` (create-only; an existing one is kept).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
     pub fn write_metadata(&self, meta: &CheckpointMetadata) -> Result<()> {
         let body = serde_json::to_string(meta).expect("metadata serializes");
         self.put(&self.paths.metadata(), Bytes::from(body + "\n"), true)?;
@@ -445,15 +664,9 @@ impl Checkpoint {
 
     fn text<'a>(&self, path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
         if bytes.is_empty() {
-            return Err(CheckpointError::Corrupt {
-                path: self.display_path(path),
-                reason: "the file is empty (torn write?)".into(),
-            });
+            return Err(self.corrupt(path, "the file is empty (torn write?)"));
         }
-        std::str::from_utf8(bytes).map_err(|e| CheckpointError::Corrupt {
-            path: self.display_path(path),
-            reason: format!("not UTF-8: {e}"),
-        })
+        std::str::from_utf8(bytes).map_err(|e| self.corrupt(path, format!("not UTF-8: {e}")))
     }
 
     /// The log named `name` (`offsets`, `commits`, `sources/0`, ...).
@@ -471,11 +684,218 @@ impl Checkpoint {
         self.log("commits")
     }
 
-    /// Decides how to resume (see [`recovery_plan`]); also checks both logs for gaps.
+    /// Decides how to resume (see [`recovery_plan`]) after checking both logs against the
+    /// gap rule of the crate docs.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry: a hole in either log,
+    /// a commit log that starts after the offset log (`commits/<first offset>`), or the
+    /// inconsistencies of [`recovery_plan`]; [`CheckpointError::Corrupt`] for a file in a
+    /// log whose name is not a batch id.
     pub fn recovery(&self) -> Result<Recovery> {
         let offsets = self.offsets().batch_ids()?;
         let commits = self.commits().batch_ids()?;
+        if let (Some(&first_offset), Some(&first_commit)) = (offsets.first(), commits.first()) {
+            if first_commit > first_offset {
+                return Err(CheckpointError::Missing {
+                    path: self.display_path(&self.paths.log_entry("commits", first_offset)),
+                    reason: format!(
+                        "the commit log starts at batch {first_commit} but the offset log at batch {first_offset}: \
+                         a purge removes offset entries before commit entries, so commits \
+                         {first_offset}..{} were deleted",
+                        first_commit - 1
+                    ),
+                });
+            }
+        }
         recovery_plan(&self.paths, offsets.last().copied(), commits.last().copied())
+    }
+
+    /// Purges both logs below `threshold` ([`BatchLog::purge_before`]): the offset log
+    /// first, then the commit log, the order the gap rule relies on (the commit log never
+    /// starts after the offset log).
+    ///
+    /// # Errors
+    /// As [`BatchLog::purge_before`].
+    pub fn purge_logs_before(&self, threshold: BatchId) -> Result<()> {
+        self.offsets().purge_before(threshold)?;
+        self.commits().purge_before(threshold)
+    }
+
+    // ---- ownership ----
+
+    /// Claims the checkpoint for run `run_id` (Spark's `runId`, new at each start): creates
+    /// `runs/<k>` (create-only), `k` one above the newest claim, holding `{"runId",
+    /// "startedAt", "host", "pid"}`. Then deletes the claims older than the newest
+    /// [`KEEP_RUN_CLAIMS`] and, on a local checkpoint, the temporaries left by interrupted
+    /// writes (`<name>#<n>`). From then on every write through this `Checkpoint` checks
+    /// that no newer claim exists (see the crate docs). Call it once per run, before the
+    /// first write; claiming again (a new run id) replaces this value's claim.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotOwner`] naming the other run when it created `runs/<k>` first
+    /// (two runs started at once); [`CheckpointError::Corrupt`] when a name in `runs/` is
+    /// not a number; [`CheckpointError::Store`] / [`CheckpointError::Io`] on store or file
+    /// system failures.
+    pub fn claim(&self, run_id: &str) -> Result<RunClaim> {
+        let existing = self.claim_numbers()?;
+        let number = existing.last().map_or(0, |k| k + 1);
+        self.claim_as(run_id, number, &existing)
+    }
+
+    /// Creates claim `number` (the rest of [`claim`](Self::claim); `existing`: the claims
+    /// listed before).
+    fn claim_as(&self, run_id: &str, number: u64, existing: &[u64]) -> Result<RunClaim> {
+        let claim = RunClaim {
+            number,
+            run_id: run_id.to_string(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            host: host_name(),
+            pid: std::process::id(),
+        };
+        let path = self.paths.run_claim(number);
+        let body = serde_json::to_string(&claim).expect("a run claim serializes") + "\n";
+        if !self.put_unchecked(&path, Bytes::from(body), true)? {
+            let winner = self.read_claim(number)?.ok_or_else(|| CheckpointError::Missing {
+                path: self.display_path(&path),
+                reason: "another run created this claim first, then it vanished".into(),
+            })?;
+            return Err(self.not_owner(run_id, &winner, &self.display_path(&path)));
+        }
+        **self.ownership.lock().unwrap_or_else(|e| e.into_inner()) =
+            Ownership { claim: Some(claim.clone()), superseded_by: None };
+        for &old in existing.iter().filter(|&&k| k + KEEP_RUN_CLAIMS <= number) {
+            self.delete(&self.paths.run_claim(old))?;
+        }
+        let removed = self.remove_temporaries()?;
+        tracing::info!(
+            checkpoint = %self.description, run_id, claim = number, temporaries_removed = removed,
+            "claimed the checkpoint"
+        );
+        Ok(claim)
+    }
+
+    /// The claim this `Checkpoint` made, if any.
+    pub fn current_claim(&self) -> Option<RunClaim> {
+        self.ownership.lock().unwrap_or_else(|e| e.into_inner()).claim.clone()
+    }
+
+    /// Checks that this `Checkpoint` still owns the checkpoint: `Ok` when it never claimed
+    /// it, or when no newer claim exists (two requests: a GET of `runs/<k+1>` finds
+    /// nothing, a HEAD of `runs/<k>` finds this run's claim). Every write of this crate
+    /// makes the same check; the engine calls this one before handing a batch to the sink,
+    /// whose files are outside the checkpoint. Once superseded, it fails without I/O.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotOwner`] (its `path` is `its next batch's output`) naming the
+    /// newer run; [`CheckpointError::Missing`] when this run's own claim vanished and no
+    /// newer one exists; [`CheckpointError::Corrupt`] when the newer claim is damaged (no
+    /// write either way); [`CheckpointError::Store`] when the store cannot answer.
+    pub fn ensure_owner(&self) -> Result<()> {
+        self.check_owner("its next batch's output")
+    }
+
+    /// The ownership check before a write of `what` (a display path).
+    fn check_owner(&self, what: &str) -> Result<()> {
+        let mut own = self.ownership.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(claim) = own.claim.clone() else { return Ok(()) };
+        if let Some(newer) = &own.superseded_by {
+            return Err(self.not_owner(&claim.run_id, newer, what));
+        }
+        let newer = match self.read_claim(claim.number + 1)? {
+            Some(newer) => Some(newer),
+            None if self.exists(&self.paths.run_claim(claim.number))? => return Ok(()),
+            // Our claim was purged: newer runs claimed since (at least KEEP_RUN_CLAIMS).
+            None => match self.claim_numbers()?.last() {
+                Some(&k) if k > claim.number => self.read_claim(k)?,
+                _ => None,
+            },
+        };
+        let Some(newer) = newer else {
+            return Err(CheckpointError::Missing {
+                path: self.display_path(&self.paths.run_claim(claim.number)),
+                reason: format!(
+                    "the claim of this run ({}) was deleted and no newer claim exists, so it cannot tell whether \
+                     it still owns the checkpoint; not writing {what}",
+                    claim.run_id
+                ),
+            });
+        };
+        let err = self.not_owner(&claim.run_id, &newer, what);
+        tracing::warn!("{err}");
+        own.superseded_by = Some(newer);
+        Err(err)
+    }
+
+    fn not_owner(&self, run_id: &str, newer: &RunClaim, what: &str) -> CheckpointError {
+        CheckpointError::NotOwner {
+            path: what.to_string(),
+            location: self.description.clone(),
+            run_id: run_id.to_string(),
+            claimed_by: newer.run_id.clone(),
+            by: Box::new(Takeover {
+                claim: newer.clone(),
+                claim_path: self.display_path(&self.paths.run_claim(newer.number)),
+            }),
+        }
+    }
+
+    /// The numbers of the claims in `runs/`, ascending.
+    fn claim_numbers(&self) -> Result<Vec<u64>> {
+        let dir = self.paths.runs_dir();
+        let mut numbers = Vec::new();
+        for name in self.list_names(&dir)? {
+            if name.starts_with('.') {
+                continue;
+            }
+            let k = name.parse::<u64>().map_err(|_| {
+                self.corrupt(&dir.clone().join(name.as_str()), "a file in runs/ whose name is not a claim number")
+            })?;
+            numbers.push(k);
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// Reads `runs/<k>`; `Ok(None)` when absent.
+    fn read_claim(&self, k: u64) -> Result<Option<RunClaim>> {
+        let path = self.paths.run_claim(k);
+        let Some(bytes) = self.get(&path)? else { return Ok(None) };
+        let mut claim: RunClaim = serde_json::from_slice(&bytes)
+            .map_err(|e| self.corrupt(&path, format!("not a run claim: {e}")))?;
+        claim.number = k;
+        Ok(Some(claim))
+    }
+
+    /// Deletes the temporaries of interrupted writes under a local checkpoint's directory
+    /// (not following symbolic links). Returns how many.
+    fn remove_temporaries(&self) -> Result<usize> {
+        let Some(root) = &self.local_root else { return Ok(0) };
+        let io = |source, p: &FsPath| CheckpointError::Io { path: p.display().to_string(), source };
+        let mut removed = 0;
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e, &dir)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io(e, &dir))?;
+                let file_type = entry.file_type().map_err(|e| io(e, &entry.path()))?;
+                if file_type.is_dir() {
+                    dirs.push(entry.path());
+                } else if file_type.is_file() && entry.file_name().to_str().is_some_and(is_temporary_name) {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(e, &entry.path())),
+                    }
+                    tracing::debug!(path = %entry.path().display(), "removed the temporary of an interrupted write");
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -560,11 +980,18 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         self.ckpt.paths.log_entry(&self.name, batch_id)
     }
 
+    fn missing(&self, batch_id: BatchId, reason: String) -> CheckpointError {
+        CheckpointError::Missing { path: self.ckpt.display_path(&self.path(batch_id)), reason }
+    }
+
     /// Writes entry `batch_id` (create-only). Returns `Ok(true)` when written, `Ok(false)`
     /// when an identical entry already existed (a replayed batch).
     ///
     /// # Errors
-    /// [`CheckpointError::Conflict`] when an entry exists with different content.
+    /// [`CheckpointError::Conflict`] when an entry exists with different content;
+    /// [`CheckpointError::Corrupt`] when the existing entry is damaged;
+    /// [`CheckpointError::NotOwner`] (nothing written) when a newer run claimed the
+    /// checkpoint.
     pub fn add(&self, batch_id: BatchId, entry: &T) -> Result<bool> {
         let path = self.path(batch_id);
         let mut text = String::from(LOG_VERSION_HEADER);
@@ -585,17 +1012,15 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
     /// Reads entry `batch_id`; `Ok(None)` when absent.
     ///
     /// # Errors
-    /// [`CheckpointError::Corrupt`] when empty, without the `v1` header, or unparsable.
+    /// [`CheckpointError::Corrupt`] when damaged (see [`Checkpoint::get`]), without the
+    /// `v1` header, or unparsable.
     pub fn get(&self, batch_id: BatchId) -> Result<Option<T>> {
         let path = self.path(batch_id);
         let Some(bytes) = self.ckpt.get(&path)? else { return Ok(None) };
         let text = self.ckpt.text(&path, &bytes)?;
-        let corrupt = |reason: String| CheckpointError::Corrupt {
-            path: self.ckpt.display_path(&path),
-            reason,
-        };
+        let corrupt = |reason: String| self.ckpt.corrupt(&path, reason);
         if !text.ends_with('\n') {
-            return Err(corrupt("the file does not end with a newline (torn write?)".into()));
+            return Err(corrupt("the entry does not end with a newline (torn write?)".into()));
         }
         let mut lines = text.lines();
         match lines.next() {
@@ -616,46 +1041,101 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
     /// # Errors
     /// [`CheckpointError::Missing`] when absent; see [`BatchLog::get`].
     pub fn require(&self, batch_id: BatchId) -> Result<T> {
-        self.get(batch_id)?.ok_or_else(|| CheckpointError::Missing {
-            path: self.ckpt.display_path(&self.path(batch_id)),
-            reason: format!("the {} log has no entry for batch {batch_id}", self.name),
-        })
+        self.get(batch_id)?
+            .ok_or_else(|| self.missing(batch_id, format!("the {} log has no entry for batch {batch_id}", self.name)))
     }
 
-    /// The batch ids present, ascending and contiguous.
-    ///
-    /// # Errors
-    /// [`CheckpointError::Missing`] naming the first missing entry when there is a gap;
-    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
-    pub fn batch_ids(&self) -> Result<Vec<BatchId>> {
+    /// The ids present, ascending, without any check.
+    fn listed_ids(&self) -> Result<Vec<BatchId>> {
         let dir = self.ckpt.paths.log_dir(&self.name);
         let mut ids = Vec::new();
         for name in self.ckpt.list_names(&dir)? {
-            if name.starts_with('.') || name.contains('#') {
-                continue; // object_store staging files of an interrupted write
+            if name.starts_with('.') {
+                continue; // hidden files are not entries
             }
-            let id = name.parse::<BatchId>().map_err(|_| CheckpointError::Corrupt {
-                path: self.ckpt.display_path(&dir.clone().join(name.as_str())),
-                reason: "a file in a batch log whose name is not a batch id".into(),
+            let id = name.parse::<BatchId>().map_err(|_| {
+                self.ckpt.corrupt(&dir.clone().join(name.as_str()), "a file in a batch log whose name is not a batch id")
             })?;
             ids.push(id);
         }
         ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The batch ids present, ascending and contiguous from the first present one (the
+    /// log's horizon: entries below it are taken as purged, see the crate docs).
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry when there is a hole;
+    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
+    pub fn batch_ids(&self) -> Result<Vec<BatchId>> {
+        let ids = self.listed_ids()?;
         for w in ids.windows(2) {
             if w[1] != w[0] + 1 {
-                return Err(CheckpointError::Missing {
-                    path: self.ckpt.display_path(&self.path(w[0] + 1)),
-                    reason: format!(
-                        "gap in the {} log: batch {} is followed by batch {}",
-                        self.name, w[0], w[1]
-                    ),
-                });
+                return Err(self.missing(
+                    w[0] + 1,
+                    format!("gap in the {} log: batch {} is followed by batch {}", self.name, w[0], w[1]),
+                ));
             }
         }
         Ok(ids)
     }
 
+    /// Checks that every entry `from..=to` exists (one listing, no read). An empty range
+    /// (`from > to`) checks nothing.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry;
+    /// [`CheckpointError::Corrupt`] for a file whose name is not a batch id.
+    pub fn require_range(&self, from: BatchId, to: BatchId) -> Result<()> {
+        let ids: std::collections::BTreeSet<BatchId> = self.listed_ids()?.into_iter().collect();
+        let mut want = from;
+        while want <= to {
+            if !ids.contains(&want) {
+                return Err(self.missing(
+                    want,
+                    format!("the {} log must hold every entry {from}..={to}, and has no entry for batch {want}", self.name),
+                ));
+            }
+            want += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads the entries of `range`, ascending, requiring each: an unbounded start is the
+    /// first present entry, an unbounded end the last present one. A log that is never
+    /// purged passes its first id: the file source reads its whole log with `entries(1..)`,
+    /// which names `sources/<i>/1` when that entry is gone. A bounded end must exist even
+    /// past the last entry. `entries(1..)` on an empty log is empty.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Missing`] naming the first missing entry of the range;
+    /// [`CheckpointError::Corrupt`] for a damaged entry (see [`BatchLog::get`]).
+    pub fn entries(&self, range: impl RangeBounds<BatchId>) -> Result<Vec<(BatchId, T)>> {
+        let ids = self.listed_ids()?;
+        let from = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => match ids.first() {
+                Some(&f) => f,
+                None => return Ok(vec![]),
+            },
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&0) => None,
+            Bound::Excluded(&e) => Some(e - 1),
+            Bound::Unbounded => ids.last().copied(),
+        };
+        let Some(to) = to.filter(|t| *t >= from) else { return Ok(vec![]) };
+        self.require_range(from, to)?;
+        (from..=to).map(|id| Ok((id, self.require(id)?))).collect()
+    }
+
     /// The latest entry, if any.
+    ///
+    /// # Errors
+    /// As [`batch_ids`](Self::batch_ids) and [`get`](Self::get).
     pub fn latest(&self) -> Result<Option<(BatchId, T)>> {
         match self.batch_ids()?.last() {
             None => Ok(None),
@@ -663,9 +1143,14 @@ impl<T: LogEntry + PartialEq> BatchLog<'_, T> {
         }
     }
 
-    /// Deletes entries with ids below `threshold` (retention).
+    /// Deletes every entry with an id below `threshold` (retention), in ascending order so
+    /// that an interrupted purge leaves the log contiguous. A hole does not stop it.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotOwner`] (nothing more deleted) when a newer run claimed the
+    /// checkpoint; store errors.
     pub fn purge_before(&self, threshold: BatchId) -> Result<()> {
-        for id in self.batch_ids()? {
+        for id in self.listed_ids()? {
             if id >= threshold {
                 break;
             }
@@ -700,7 +1185,9 @@ mod tests {
         assert_eq!(ck.offsets().require(0).unwrap(), seq(1));
         let text = std::fs::read_to_string(dir.path().join("offsets/0")).unwrap();
         assert!(text.starts_with("v1\n{"), "{text}");
-        assert!(text.ends_with("-\n"), "{text}");
+        let (body, trailer) = text.rsplit_once("-\n").unwrap();
+        assert!(body.ends_with("}\n"), "{text}");
+        assert!(trailer.starts_with(checksum::TRAILER_MARKER) && trailer.ends_with('\n'), "{text}");
     }
 
     #[test]
@@ -721,7 +1208,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        std::fs::write(dir.path().join("offsets/2"), b"v1\n{\"batchWater").unwrap();
+        std::fs::write(dir.path().join("offsets/2"), checksum::seal(b"v1\n{\"batchWater")).unwrap();
         assert!(matches!(ck.offsets().get(2), Err(CheckpointError::Corrupt { .. })));
     }
 
@@ -748,5 +1235,36 @@ mod tests {
             .unwrap();
         assert_eq!(ck.commits().latest().unwrap().unwrap().1.next_batch_watermark_ms, 5);
         assert!(ck.recovery().unwrap_err().to_string().contains("offset log is empty"));
+    }
+
+    /// Two runs list `runs/` at the same moment and both create the next claim: the one
+    /// that loses the create race fails, naming the winner, and owns nothing.
+    #[test]
+    fn losing_the_claim_race_names_the_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let winner = Checkpoint::local(dir.path()).unwrap();
+        let loser = Checkpoint::local(dir.path()).unwrap();
+        let listed = loser.claim_numbers().unwrap(); // empty: both will create runs/0
+        let won = winner.claim("run-w").unwrap();
+        assert_eq!(won.number, 0);
+        match loser.claim_as("run-l", 0, &listed) {
+            Err(CheckpointError::NotOwner { claimed_by, run_id, path, .. }) => {
+                assert_eq!((claimed_by.as_str(), run_id.as_str()), ("run-w", "run-l"));
+                assert!(path.ends_with("runs/0"), "{path}");
+            }
+            other => panic!("expected NotOwner, got {other:?}"),
+        }
+        assert!(loser.current_claim().is_none());
+        winner.offsets().add(0, &seq(0)).unwrap();
+    }
+
+    #[test]
+    fn temporary_names() {
+        for t in ["7#1", "5.delta#12", "x%233"] {
+            assert!(is_temporary_name(t), "{t}");
+        }
+        for n in ["7", "5.delta", "a#b", "a#", "_metadata"] {
+            assert!(!is_temporary_name(n), "{n}");
+        }
     }
 }
