@@ -79,7 +79,10 @@ if job == "sql":
             df.createOrReplaceTempView(view)
     if os.path.exists(os.path.join(inp, "channels.csv")):
         spark.read.option("header", True).schema("channel string, language string, project string").csv(os.path.join(inp, "channels.csv")).createOrReplaceTempView("channels")
-    res = spark.sql(params["query"])
+    try:
+        res = spark.sql(params["query"])
+    except Exception as e:   # a parse or analysis error: recorded in <out>/error.json
+        res = e
 rows = []
 def ts(v):
     return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -88,6 +91,7 @@ def plain(v):   # nested values: timestamps as RFC 3339 UTC, structs as objects,
     if isinstance(v, list): return [plain(x) for x in v]
     if hasattr(v, "strftime"): return ts(v)
     if isinstance(v, float) and not math.isfinite(v): return str(v)   # "nan", "inf": JSON has no NaN
+    if type(v).__name__ == "Decimal": raise TypeError(f"decimal value {v}: cast it to double in the query")
     return v
 def fe(b, bid):
     for r in b.collect():
@@ -99,7 +103,23 @@ def fe(b, bid):
             else:
                 o[k] = plain(v)
         rows.append(o)
-q = res.writeStream.outputMode(params["mode"]).trigger(availableNow=True).foreachBatch(fe).option("checkpointLocation", out + "/ck").start()
+def failed(e, at):
+    # Spark's error class (null for the streaming checks that have none yet) and its message
+    # without the logical plan that follows it (the plan's expression ids vary)
+    msg = str(e).strip()
+    if ";\n" in msg: msg = msg.split(";\n")[0]
+    os.makedirs(out, exist_ok=True)
+    with open(out + "/error.json", "w") as f:
+        json.dump({"error_class": e.getErrorClass() if hasattr(e, "getErrorClass") else None,
+                   "message": msg, "at": at, "exception": type(e).__name__}, f)
+    print("error at", at, type(e).__name__, msg)
+    sys.exit(3)
+if isinstance(res, Exception): failed(res, "sql")
+try:
+    q = res.writeStream.outputMode(params["mode"]).trigger(availableNow=True).foreachBatch(fe).option("checkpointLocation", out + "/ck").start()
+except Exception as e:
+    if job != "sql": raise
+    failed(e, "start")
 q.awaitTermination()
 os.makedirs(out, exist_ok=True)
 with open(out + "/expected.jsonl", "w") as f:
