@@ -1,6 +1,7 @@
 # Runs an oracle-style job in PySpark 3.5 (local[2], AvailableNow, maxFilesPerTrigger 1)
 # and writes expected.jsonl + progress.jsonl like the oracle's cases.
-import json, os, sys
+import json, math, os, sys, time
+os.environ["TZ"] = "UTC"; time.tzset()
 from pyspark.sql import SparkSession, functions as F
 job, inp, out = sys.argv[1], sys.argv[2], sys.argv[3]
 params = json.loads(sys.argv[4])
@@ -65,24 +66,70 @@ if job == "dedup":
 if job == "wiki_sessions":
     ed = spark.readStream.schema("time timestamp, user string, added long").option("maxFilesPerTrigger", 1).json(inp).withWatermark("time", params["watermark"])
     res = ed.groupBy(F.session_window("time", params["gap"]), "user").agg(F.count("*").alias("edits"), F.sum("added").alias("added"))
+if job == "sql":
+    # The oracle's `sql` job: stream views `edits` and `sensors`, static table `channels`,
+    # from what the input folder holds; each stream view watermarked on its time column
+    # when `watermark` is given; then spark.sql(query).
+    streams = {"edits": ("time timestamp, channel string, page string, user string, isRobot boolean, isNew boolean, delta long, added long, deleted long", "time"),
+               "sensors": ("sensorId string, eventTime timestamp, value double, errorCode string", "eventTime")}
+    for view, (schema, tcol) in streams.items():
+        if os.path.isdir(os.path.join(inp, view)):
+            df = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(os.path.join(inp, view))
+            if params.get("watermark"): df = df.withWatermark(tcol, params["watermark"])
+            df.createOrReplaceTempView(view)
+    if os.path.exists(os.path.join(inp, "channels.csv")):
+        spark.read.option("header", True).schema("channel string, language string, project string").csv(os.path.join(inp, "channels.csv")).createOrReplaceTempView("channels")
+    try:
+        res = spark.sql(params["query"])
+    except Exception as e:   # a parse or analysis error: recorded in <out>/error.json
+        res = e
 rows = []
+def ts(v):
+    return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def plain(v):   # nested values: timestamps as RFC 3339 UTC, structs as objects, arrays as lists
+    if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list): return [plain(x) for x in v]
+    if hasattr(v, "strftime"): return ts(v)
+    if isinstance(v, float) and not math.isfinite(v): return str(v)   # "nan", "inf": JSON has no NaN
+    if type(v).__name__ == "Decimal": raise TypeError(f"decimal value {v}: cast it to double in the query")
+    return v
 def fe(b, bid):
     for r in b.collect():
         d = r.asDict(recursive=True)
         o = {"batch": bid}
         for k, v in d.items():
-            if isinstance(v, dict):
-                o[k + "_start"] = v["start"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"); o[k + "_end"] = v["end"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            elif hasattr(v, "strftime"):
-                o[k] = v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if isinstance(v, dict) and set(v) == {"start", "end"}:   # a window: flattened
+                o[k + "_start"] = ts(v["start"]); o[k + "_end"] = ts(v["end"])
             else:
-                o[k] = v
+                o[k] = plain(v)
         rows.append(o)
-q = res.writeStream.outputMode(params["mode"]).trigger(availableNow=True).foreachBatch(fe).option("checkpointLocation", out + "/ck").start()
+def failed(e, at):
+    # Spark's error class (null for the streaming checks that have none yet) and its message
+    # without the logical plan that follows it (the plan's expression ids vary)
+    msg = str(e).strip()
+    if ";\n" in msg: msg = msg.split(";\n")[0]
+    os.makedirs(out, exist_ok=True)
+    with open(out + "/error.json", "w") as f:
+        json.dump({"error_class": e.getErrorClass() if hasattr(e, "getErrorClass") else None,
+                   "message": msg, "at": at, "exception": type(e).__name__}, f)
+    print("error at", at, type(e).__name__, msg)
+    sys.exit(3)
+if isinstance(res, Exception): failed(res, "sql")
+try:
+    q = res.writeStream.outputMode(params["mode"]).trigger(availableNow=True).foreachBatch(fe).option("checkpointLocation", out + "/ck").start()
+except Exception as e:
+    if job != "sql": raise
+    failed(e, "start")
 q.awaitTermination()
 os.makedirs(out, exist_ok=True)
 with open(out + "/expected.jsonl", "w") as f:
-    for r in rows: f.write(json.dumps(r, default=str) + "\n")
+    for r in rows: f.write(json.dumps(r, default=str, sort_keys=True) + "\n")
+# per batch: the rows read from the sources and the watermark the batch ran with (null
+# without a watermark)
+with open(out + "/progress.jsonl", "w") as f:
+    for p in q.recentProgress:
+        f.write(json.dumps({"batch": p["batchId"], "input_rows": p["numInputRows"],
+                            "watermark": p.get("eventTime", {}).get("watermark")}) + "\n")
 with open(out + "/case.json", "w") as f:
     json.dump({"job": job, "params": params}, f)
 print("spark rows", len(rows), "batches", len(q.recentProgress))
