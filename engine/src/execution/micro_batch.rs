@@ -180,6 +180,9 @@ impl MicroBatchExecution {
         // 4 + 5. execute and write
         let t = Instant::now();
         let (out, stats) = self.plan.execute(&inputs, &ctx)?;
+        // The sink's files are outside the checkpoint: a run that lost the checkpoint to
+        // a newer one must not write them.
+        self.ckpt.ensure_owner()?;
         self.sink.add_batch(n, &out)?;
         durations.insert("addBatch".into(), t.elapsed().as_millis() as u64);
 
@@ -299,8 +302,7 @@ impl MicroBatchExecution {
         }
         // Commit entries must stay as long as the deltas they list.
         let oldest_state = keep_from.saturating_sub(DEFAULT_SNAPSHOT_INTERVAL + 1);
-        self.ckpt.offsets().purge_before(oldest_state)?;
-        self.ckpt.commits().purge_before(oldest_state)?;
+        self.ckpt.purge_logs_before(oldest_state)?;
         Ok(())
     }
 }

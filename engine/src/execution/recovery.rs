@@ -6,6 +6,7 @@
 //!   pin conf: sluice.state.partitions, sluice.multipleWatermarkPolicy from offsets/<latest>
 //!             (what the checkpoint pinned wins), else the session's, else defaults
 //!   plan:     PhysicalPlan::plan (Spark's analysis rules; warnings of unread options)
+//!   claim:    runs/<k> (this run owns the checkpoint; an older run fails at its next write)
 //!   metadata: <ckpt>/metadata, written at the first start (the query id)
 //!   layout:   each state store's _metadata equals the operator's (else: the query changed)
 //!   recover:  sluice_checkpoint::recovery_plan over offsets/ and commits/:
@@ -45,11 +46,16 @@ impl MicroBatchExecution {
     pub(crate) fn start(spec: QuerySpec, shared: Arc<QueryShared>) -> Result<Self> {
         let QuerySpec { plan, conf, output_mode: mode, trigger, mut sink, name, checkpoint: ckpt, progress, clock, warnings } =
             spec;
-        let recovery = ckpt.recovery()?;
         let latest = ckpt.offsets().latest()?;
         let conf = PinnedConf::resolve(latest.as_ref().map(|(_, o)| o), &conf)?;
-
         let physical = PhysicalPlan::plan(&plan, mode, conf.partitions, sink.as_ref())?;
+
+        // A query that passed analysis owns the checkpoint from here on: a run still
+        // writing to it stops at its next write (NotOwner), and the temporaries of killed
+        // writes are removed. The logs are read again once owned.
+        let run_id = uuid::Uuid::new_v4().to_string();
+        ckpt.claim(&run_id)?;
+        let recovery = ckpt.recovery()?;
         let mut all_warnings = physical.warnings.clone();
         all_warnings.extend(warnings);
         for w in &all_warnings {
@@ -70,7 +76,7 @@ impl MicroBatchExecution {
         let watermark = WatermarkTracker::new(physical.watermarks.clone(), conf.use_max_policy);
         let mut exec = MicroBatchExecution {
             id: meta.id,
-            run_id: uuid::Uuid::new_v4().to_string(),
+            run_id,
             reporter: ProgressReporter::new(progress, name.clone()),
             name,
             ckpt,
