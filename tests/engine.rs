@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::MemoryTable;
+use sluice::connectors::MemoryStream;
 
 fn readings(rows: &[(&str, Option<i64>, f64)]) -> DataFrame {
     let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z, µs

@@ -8,8 +8,8 @@ use std::path::Path;
 use polars::prelude::*;
 use sluice_engine::checkpoint::CheckpointError;
 use sluice_engine::{OutputMode, Sink, SinkContext, SluiceError};
-use sluice_sinks::file::METADATA_DIR;
-use sluice_sinks::{manifest_entry_path, read_manifest, read_output, FileFormat, FileSink};
+use sluice_connectors::METADATA_DIR;
+use sluice_connectors::{manifest_entry_path, read_manifest, read_output, FileFormat, FileSink};
 
 /// 2024-01-01T00:05:00Z in microseconds.
 const T0: i64 = 1_704_067_500_000_000;

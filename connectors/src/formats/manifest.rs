@@ -1,0 +1,371 @@
+//! The manifest of a file sink's output directory (Spark's `_spark_metadata`): its
+//! format, its reader and its writer. The file sink ([`crate::file::FileSink`]) writes
+//! it; readers, Sluice's own file source included, trust only the files it lists.
+//!
+//! # Layout
+//! ```text
+//! <out>/part-<batch id, 5 digits>-<uuid>.parquet|json|csv   data files of each batch
+//! <out>/_sluice_metadata/<batch id>                        manifest entry of each batch
+//! ```
+//! A manifest entry is `"v1\n"` followed by one JSON line per data file of the batch:
+//! `{"path": "part-00003-<uuid>.parquet", "size": <bytes>, "rows": <n>, "schema": [...]}`
+//! (`path` relative to `<out>`; `schema` is the Arrow type of the rows, see
+//! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines.
+//!
+//! Files no entry lists (left by a crash between the data and the manifest write) are
+//! ignored by every reader that goes through [`read_manifest`]. An entry is written
+//! atomically ([`write_manifest_entry`]: temporary file in `_sluice_metadata`, fsync,
+//! rename, fsync of the directory), so a reader sees a whole entry or none.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+use sluice_checkpoint::{BatchId, CheckpointError};
+
+use sluice_engine::{Result, SluiceError};
+
+/// The directory under the output directory that holds the manifest (Spark's
+/// `_spark_metadata`).
+pub const METADATA_DIR: &str = "_sluice_metadata";
+
+/// The first line of every manifest entry.
+pub const MANIFEST_VERSION: &str = "v1";
+
+/// One data file listed by a manifest entry (one JSON line of it; Spark's
+/// `SinkFileStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// The file name relative to the output directory, e.g.
+    /// `part-00003-6f1c...-....parquet`.
+    pub path: String,
+    /// The file size in bytes.
+    pub size: u64,
+    /// The number of rows in the file.
+    pub rows: u64,
+    /// The Arrow schema of the file's rows, so JSON and CSV files read back with their
+    /// written types (timestamps, structs) rather than inferred ones: a JSON array of
+    /// fields `{"name": .., "nullable": .., "type": ..}` where `type` is arrow's
+    /// `DataType` display form (e.g. `"Timestamp(µs, \"+00:00\")"`) for non-nested types,
+    /// and `"Struct"` with `"fields": [..]`, `"List"` / `"LargeList"` with `"item": {..}`,
+    /// or `"FixedSizeList"` with `"size"` and `"item"` for nested ones. Encode it with
+    /// [`encode_fields`], decode it with [`ManifestFile::arrow_schema`]. Absent in
+    /// entries written by other tools; readers then infer the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+}
+
+impl ManifestFile {
+    /// The decoded [`ManifestFile::schema`], `None` when the entry has none.
+    ///
+    /// # Errors
+    /// A message saying what does not decode.
+    pub fn arrow_schema(&self) -> std::result::Result<Option<SchemaRef>, String> {
+        match &self.schema {
+            None => Ok(None),
+            Some(v) => Ok(Some(Arc::new(Schema::new(decode_fields(v)?)))),
+        }
+    }
+}
+
+/// Encodes fields for [`ManifestFile::schema`].
+pub fn encode_fields(fields: &Fields) -> serde_json::Value {
+    serde_json::Value::Array(fields.iter().map(|f| encode_field(f)).collect())
+}
+
+fn encode_field(f: &Field) -> serde_json::Value {
+    use serde_json::json;
+    let mut v = json!({"name": f.name(), "nullable": f.is_nullable()});
+    let m = v.as_object_mut().expect("object");
+    match f.data_type() {
+        DataType::Struct(children) => {
+            m.insert("type".into(), json!("Struct"));
+            m.insert("fields".into(), encode_fields(children));
+        }
+        DataType::List(item) => {
+            m.insert("type".into(), json!("List"));
+            m.insert("item".into(), encode_field(item));
+        }
+        DataType::LargeList(item) => {
+            m.insert("type".into(), json!("LargeList"));
+            m.insert("item".into(), encode_field(item));
+        }
+        DataType::FixedSizeList(item, size) => {
+            m.insert("type".into(), json!("FixedSizeList"));
+            m.insert("size".into(), json!(size));
+            m.insert("item".into(), encode_field(item));
+        }
+        other => {
+            m.insert("type".into(), json!(other.to_string()));
+        }
+    }
+    v
+}
+
+fn decode_fields(v: &serde_json::Value) -> std::result::Result<Fields, String> {
+    let arr = v.as_array().ok_or_else(|| format!("schema is not an array of fields: {v}"))?;
+    arr.iter().map(decode_field).collect::<std::result::Result<Vec<_>, _>>().map(Fields::from)
+}
+
+fn decode_field(v: &serde_json::Value) -> std::result::Result<Field, String> {
+    let name = v.get("name").and_then(|n| n.as_str()).ok_or_else(|| format!("field without a name: {v}"))?;
+    let nullable = v.get("nullable").and_then(|n| n.as_bool()).unwrap_or(true);
+    let ty = v.get("type").and_then(|t| t.as_str()).ok_or_else(|| format!("field {name:?} without a type"))?;
+    let item = || -> std::result::Result<Arc<Field>, String> {
+        Ok(Arc::new(decode_field(v.get("item").ok_or_else(|| format!("list field {name:?} without an item"))?)?))
+    };
+    let dt = match ty {
+        "Struct" => DataType::Struct(decode_fields(
+            v.get("fields").ok_or_else(|| format!("struct field {name:?} without fields"))?,
+        )?),
+        "List" => DataType::List(item()?),
+        "LargeList" => DataType::LargeList(item()?),
+        "FixedSizeList" => {
+            let size = v
+                .get("size")
+                .and_then(|s| s.as_i64())
+                .and_then(|s| i32::try_from(s).ok())
+                .ok_or_else(|| format!("fixed-size list field {name:?} without a size"))?;
+            DataType::FixedSizeList(item()?, size)
+        }
+        other => DataType::from_str(other).map_err(|e| format!("field {name:?}: type {other:?}: {e}"))?,
+    };
+    Ok(Field::new(name, dt, nullable))
+}
+
+/// The manifest entry of one batch: the data files it wrote (none for an empty batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// The batch id (the entry's file name under `_sluice_metadata`).
+    pub batch_id: BatchId,
+    /// The batch's data files, in the order written.
+    pub files: Vec<ManifestFile>,
+}
+
+impl ManifestEntry {
+    /// The total number of rows of the batch.
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
+
+/// The path of the manifest entry of `batch_id`: `<out_dir>/_sluice_metadata/<batch_id>`.
+pub fn manifest_entry_path(out_dir: impl AsRef<Path>, batch_id: BatchId) -> PathBuf {
+    out_dir.as_ref().join(METADATA_DIR).join(batch_id.to_string())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
+    move |source| SluiceError::Io { path: path.display().to_string(), source }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> SluiceError {
+    SluiceError::Checkpoint(CheckpointError::Corrupt { path: path.display().to_string(), reason: reason.into() })
+}
+
+/// Parses the manifest entry at `path` (of batch `batch_id`).
+///
+/// # Errors
+/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
+/// empty, torn (no final newline), header-less or unparsable entry, or one listing a
+/// path that is not relative to the output directory; [`SluiceError::Io`] naming the
+/// file when it cannot be read.
+pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if bytes.is_empty() {
+        return Err(corrupt(path, "empty file"));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
+    if !text.ends_with('\n') {
+        return Err(corrupt(path, "torn: the last line is incomplete"));
+    }
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(MANIFEST_VERSION) => {}
+        Some(other) => {
+            return Err(corrupt(path, format!("unknown header {other:?}, expected {MANIFEST_VERSION:?}")));
+        }
+        None => return Err(corrupt(path, "no header")),
+    }
+    let mut files = Vec::new();
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: ManifestFile = serde_json::from_str(line).map_err(|e| corrupt(path, format!("line {}: {e}", i + 2)))?;
+        let rel = Path::new(&f.path);
+        if f.path.is_empty()
+            || rel.is_absolute()
+            || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(corrupt(
+                path,
+                format!("line {}: file path {:?} is not relative to the output directory", i + 2, f.path),
+            ));
+        }
+        files.push(f);
+    }
+    Ok(ManifestEntry { batch_id, files })
+}
+
+/// Every manifest entry under `<out_dir>/_sluice_metadata`, sorted by batch id. Files
+/// whose names are not batch ids (e.g. temporary files of an interrupted write) are
+/// ignored; a missing manifest directory means no batch was written (empty list).
+///
+/// # Errors
+/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
+/// empty, torn (no final newline), header-less or unparsable entry;
+/// [`SluiceError::Io`] naming the directory or file that cannot be read.
+pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
+    let meta = out_dir.as_ref().join(METADATA_DIR);
+    let dir = match fs::read_dir(&meta) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&meta)(e)),
+    };
+    let mut ids = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(io_err(&meta))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(id) = name.parse::<BatchId>() {
+            ids.push((id, entry.path()));
+        }
+    }
+    ids.sort();
+    ids.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
+}
+
+/// Fsyncs a directory so that entries created or renamed in it survive a crash. A no-op
+/// where directories cannot be opened as files (not Unix).
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the directory.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes the manifest entry of `batch_id` listing `files` under
+/// `<out_dir>/_sluice_metadata` (which must exist), atomically: temporary file in the
+/// same directory, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the file that cannot be written.
+pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[ManifestFile]) -> Result<()> {
+    let meta = out_dir.join(METADATA_DIR);
+    let target = manifest_entry_path(out_dir, batch_id);
+    let mut text = String::from(MANIFEST_VERSION);
+    text.push('\n');
+    for f in files {
+        let line =
+            serde_json::to_string(f).map_err(|e| SluiceError::Internal(format!("cannot encode manifest line: {e}")))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let tmp = meta.join(format!(".{batch_id}.{}.tmp", uuid::Uuid::new_v4()));
+    let result = (|| {
+        let mut f = File::create_new(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        sync_dir(&meta)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn manifest_schema_roundtrips() {
+        let dt = DataType::Struct(Fields::from(vec![
+            Field::new("s", DataType::Utf8View, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new(
+                "window",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("start", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                    Field::new("end", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                ])),
+                true,
+            ),
+            Field::new("weird \"name\"", DataType::Int64, false),
+        ]));
+        let DataType::Struct(fields) = &dt else { unreachable!() };
+        let f = ManifestFile { path: "p".into(), size: 1, rows: 1, schema: Some(encode_fields(fields)) };
+        let line = serde_json::to_string(&f).unwrap();
+        let back: ManifestFile = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.arrow_schema().unwrap().unwrap().fields(), fields);
+        let list = Fields::from(vec![
+            Field::new("l", DataType::LargeList(Arc::new(Field::new("item", dt.clone(), true))), true),
+            Field::new("f", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), 3), true),
+        ]);
+        let f = ManifestFile { schema: Some(encode_fields(&list)), ..f };
+        assert_eq!(f.arrow_schema().unwrap().unwrap().fields(), &list);
+    }
+
+    #[test]
+    fn written_entries_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
+        let f = ManifestFile { path: "part-00004-x.json".into(), size: 9, rows: 2, schema: None };
+        write_manifest_entry(dir.path(), 4, std::slice::from_ref(&f)).unwrap();
+        write_manifest_entry(dir.path(), 5, &[]).unwrap();
+        let entries = read_manifest(dir.path()).unwrap();
+        assert_eq!(entries, [ManifestEntry { batch_id: 4, files: vec![f] }, ManifestEntry { batch_id: 5, files: vec![] }]);
+        let names: Vec<_> = fs::read_dir(dir.path().join(METADATA_DIR)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    }
+
+    #[test]
+    fn entries_are_read_in_batch_order_and_damage_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_manifest(dir.path()).unwrap().is_empty(), "no manifest directory: no batch");
+        fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
+        let line = |p: &str| format!("{{\"path\": \"{p}\", \"size\": 3, \"rows\": 2}}\n");
+        fs::write(manifest_entry_path(dir.path(), 10), format!("v1\n{}", line("b.json"))).unwrap();
+        fs::write(manifest_entry_path(dir.path(), 2), format!("v1\n{}{}", line("a.json"), line("c.json"))).unwrap();
+        fs::write(dir.path().join(METADATA_DIR).join(".3.tmp"), "").unwrap();
+        let entries = read_manifest(dir.path()).unwrap();
+        assert_eq!(entries.iter().map(|e| e.batch_id).collect::<Vec<_>>(), [2, 10]);
+        assert_eq!(entries[0].files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.json", "c.json"]);
+        assert_eq!(entries[0].rows(), 4);
+        assert_eq!(entries[1].files[0].schema, None);
+
+        for (text, reason) in [
+            ("", "empty file"),
+            ("v1\n{\"path\": \"x\"", "torn"),
+            ("v9\n", "unknown header"),
+            ("v1\n{\"path\": \"../x\", \"size\": 1, \"rows\": 1}\n", "not relative"),
+            ("v1\nnot json\n", "line 2"),
+        ] {
+            let path = manifest_entry_path(dir.path(), 11);
+            fs::write(&path, text).unwrap();
+            match read_manifest(dir.path()) {
+                Err(SluiceError::Checkpoint(CheckpointError::Corrupt { path: p, reason: r })) => {
+                    assert!(p.ends_with("11"), "{p}");
+                    assert!(r.contains(reason), "{text:?}: {r}");
+                }
+                other => panic!("{text:?}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}
