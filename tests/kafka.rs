@@ -510,6 +510,8 @@ fn producer_errors_fail_the_batch_naming_topic_partition_and_error() {
     let k = Kafka::new();
     k.topic("out", 1);
     let session = Session::new();
+    // Kept until the end: the queries write their checkpoints while they run.
+    let (ck, ck_missing_value) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let stream = MemoryStream::new(df!("value" => ["x"]).unwrap().schema().clone());
     stream.add_data(df!("value" => ["x"]).unwrap()).unwrap();
     k.mock.request_errors(
@@ -522,7 +524,7 @@ fn producer_errors_fail_the_batch_naming_topic_partition_and_error() {
         .format("kafka")
         .option("kafka.bootstrap.servers", &k.servers)
         .option("topic", "out")
-        .checkpoint_location(tempfile::tempdir().unwrap().path())
+        .checkpoint_location(ck.path())
         .trigger(Trigger::AvailableNow)
         .progress(ProgressDisplay::Off)
         .start()
@@ -540,7 +542,7 @@ fn producer_errors_fail_the_batch_naming_topic_partition_and_error() {
         .format("kafka")
         .option("kafka.bootstrap.servers", &k.servers)
         .option("topic", "out")
-        .checkpoint_location(tempfile::tempdir().unwrap().path())
+        .checkpoint_location(ck_missing_value.path())
         .trigger(Trigger::AvailableNow)
         .progress(ProgressDisplay::Off)
         .start()
