@@ -115,3 +115,44 @@ pub(crate) fn without_path_or_schema(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_engine::{Options, SinkProvider, SourceFormat};
+
+    use super::*;
+
+    /// Every option a connector lists in `known_options` is read when given (so it is
+    /// never reported as unused), and an option it does not read is left unread.
+    #[test]
+    fn connectors_read_the_options_they_list() {
+        let valid = |k: &str| match k {
+            "numRows" | "rowsPerSecond" | "numPartitions" | "port" => "3",
+            "rampUpTime" => "2s",
+            "host" => "127.0.0.1",
+            "includeTimestamp" => "true",
+            _ => "q",
+        };
+        let all = |known: &[&str]| Options::from_pairs(known.iter().map(|k| (*k, valid(k))).chain([("typo", "1")]));
+        let console = ConsoleSinkProvider;
+        let o = all(console.known_options());
+        console.create(&o).unwrap();
+        assert_eq!(o.unread(), ["typo"]);
+        let memory = MemorySinkProvider::default();
+        let o = all(memory.known_options());
+        memory.create(&o).unwrap();
+        assert_eq!(o.unread(), ["typo"]);
+        assert!(memory.tables().get("q").is_some(), "the table is registered under the query name");
+        for format in [&RateSourceFormat as &dyn SourceFormat, &SocketSourceFormat] {
+            let o = all(format.known_options());
+            format.create("", None, &o).unwrap();
+            assert_eq!(o.unread(), ["typo"]);
+        }
+    }
+
+    #[test]
+    fn sources_without_a_path_reject_one() {
+        let e = RateSourceFormat.create("x", None, &Options::new()).err().unwrap().to_string();
+        assert_eq!(e, "invalid argument: the rate source takes no path (\"x\" given): load(\"\")");
+    }
+}
