@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::prelude::*;
-use sluice::sources::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use sluice::sources::kafka::rdkafka::mocking::MockCluster;
-use sluice::sources::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice::sources::kafka::rdkafka::ClientConfig;
-use sluice::sources::kafka::KafkaSource;
-use sluice::sources::MemoryStream;
+use sluice::connectors::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use sluice::connectors::kafka::rdkafka::mocking::MockCluster;
+use sluice::connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::connectors::kafka::rdkafka::ClientConfig;
+use sluice::connectors::kafka::KafkaSource;
+use sluice::connectors::MemoryStream;
 
 const VALUE_BYTES: usize = 200;
 

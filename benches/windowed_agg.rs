@@ -213,7 +213,7 @@ fn collect_progress(query: &StreamingQuery, all: &mut BTreeMap<u64, StreamingQue
 /// frame n + 1).
 fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
-    let stream = sluice::sources::MemoryStream::new(Arc::new(common::sensor_schema()));
+    let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
     let log = SinkLog::default();
     let (l, feed, pending) = (log.clone(), stream.clone(), frames[1..].to_vec());
@@ -252,7 +252,7 @@ fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Res
 /// Case 2b: add one frame to an idle query, time until its progress report appears.
 fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
-    let stream = sluice::sources::MemoryStream::new(Arc::new(common::sensor_schema()));
+    let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
     let log = SinkLog::default();
     let l = log.clone();

@@ -29,18 +29,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use sluice::engine::{Sink, SinkContext};
+use sluice::engine::{Options, Sink, SinkContext};
 use sluice::prelude::*;
-use sluice::sinks::kafka::KafkaSink;
-use sluice::sinks::{FileFormat, FileSink, ForeachBatchSink};
-use sluice::sources::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use sluice::sources::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use sluice::sources::kafka::rdkafka::message::Message;
-use sluice::sources::kafka::rdkafka::mocking::MockCluster;
-use sluice::sources::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use sluice::sources::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::sources::kafka::KafkaSource;
-use sluice::sources::{from_json, to_json};
+use sluice::connectors::kafka::KafkaSink;
+use sluice::connectors::{FileFormat, FileSink, ForeachBatchSink};
+use sluice::connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use sluice::connectors::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use sluice::connectors::kafka::rdkafka::message::Message;
+use sluice::connectors::kafka::rdkafka::mocking::MockCluster;
+use sluice::connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use sluice::connectors::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::connectors::kafka::KafkaSource;
+use sluice::connectors::{from_json, to_json};
 use sluice::StreamingQueryProgress;
 
 #[derive(Parser, Debug, Clone)]
@@ -169,16 +169,11 @@ pub fn run_job(job: &Job) -> anyhow::Result<Vec<StreamingQueryProgress>> {
             Box::new(ForeachBatchSink::new(move |df: &DataFrame, id: u64| common::write_batch_jsonl(&dir, df, id)))
         }
     };
-    let kafka = KafkaSink::from_options(
-        &[
-            ("kafka.bootstrap.servers", job.servers.as_str()),
-            ("topic", job.output_topic.as_str()),
-            ("deliveryGuarantee", job.delivery.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    )?;
+    let kafka = KafkaSink::from_options(&Options::from_pairs([
+        ("kafka.bootstrap.servers", job.servers.as_str()),
+        ("topic", job.output_topic.as_str()),
+        ("deliveryGuarantee", job.delivery.as_str()),
+    ]))?;
     let query = windows
         .write_stream()
         .output_mode(job.mode)
@@ -377,7 +372,7 @@ fn main() -> anyhow::Result<()> {
     if let Some((k, v)) = records.first() {
         println!("        first record        key {:?}\n                            value {}", k.as_deref().unwrap_or(""), v.as_deref().unwrap_or(""));
     }
-    let written = sluice::sinks::read_output(&parquet)?;
+    let written = sluice::connectors::read_output(&parquet)?;
     println!("        rows in the Parquet output: {} ({})", written.height(), parquet.display());
     show_top(&written)?;
     Ok(())

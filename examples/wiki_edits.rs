@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     println!("        late groups dropped {late}");
     println!("        wall time          {elapsed:.2} s ({:.0} edits/s)", rows_in as f64 / elapsed.max(1e-9));
 
-    let written = sluice::sinks::file::read_output(&out)?;
+    let written = sluice::connectors::read_output(&out)?;
     println!("        rows in the manifest-listed Parquet files: {}", written.height());
     let top = written
         .lazy()

@@ -101,9 +101,9 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert!(got.equals_missing(&expected), "output after {kills} SIGKILLs differs from the uninterrupted run");
 
     // Every batch is in the manifest once, numbered without gaps.
-    let entries = sluice::sinks::read_manifest(&out).unwrap();
+    let entries = sluice::connectors::read_manifest(&out).unwrap();
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e.batch_id, i as u64, "manifest batch ids are contiguous");
     }
-    assert_eq!(entries.len(), sluice::sinks::read_manifest(&ref_out).unwrap().len());
+    assert_eq!(entries.len(), sluice::connectors::read_manifest(&ref_out).unwrap().len());
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::MemoryTable;
+use sluice::connectors::MemoryStream;
 
 fn readings(rows: &[(&str, Option<i64>, f64)]) -> DataFrame {
     let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z, µs
@@ -237,4 +237,52 @@ fn bad_input_under_each_parse_mode() {
     let err = r.unwrap_err().to_string();
     assert!(err.contains("a.json") && err.contains("line 2"), "{err}");
     assert!(b.is_empty());
+}
+
+#[test]
+fn options_a_connector_does_not_read_are_reported_at_start() {
+    let session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let schema = Schema::from_iter([Field::new("v".into(), DataType::Int64)]);
+    let warnings = |source: &[(&str, &str)], sink: &[(&str, &str)], name: &str| {
+        let mut reader = session.read_stream().format("json").schema(schema.clone());
+        for (k, v) in source {
+            reader = reader.option(k, v);
+        }
+        let mut writer = reader
+            .load(&input)
+            .unwrap()
+            .write_stream()
+            .format("parquet")
+            .option("path", dir.path().join(name).display())
+            .checkpoint_location(dir.path().join(format!("{name}-ck")))
+            .trigger(Trigger::AvailableNow)
+            .progress(ProgressDisplay::Off);
+        for (k, v) in sink {
+            writer = writer.option(k, v);
+        }
+        let q = writer.start().unwrap();
+        q.await_termination().unwrap();
+        q.warnings()
+    };
+    let read = [
+        ("maxFilesPerTrigger", "1"),
+        ("mode", "DROPMALFORMED"),
+        ("columnNameOfCorruptRecord", "_bad"),
+        ("multiLine", "false"),
+        ("latestFirst", "false"),
+        ("cleanSource", "off"),
+    ];
+    let none = warnings(&read, &[("compression", "zstd")], "all-read");
+    assert!(none.is_empty(), "every option given is read: {none:?}");
+
+    // A CSV option given to the JSON source, a misspelt one, and a misspelt sink option.
+    let w = warnings(&[("header", "true"), ("maxFilesPerTriger", "1")], &[("compresion", "zstd")], "unused");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("option(s) header, maxFilesPerTriger given to FileStreamSource["), "{}", w[0]);
+    assert!(w[0].contains("its options are: maxFilesPerTrigger, latestFirst, cleanSource, mode"), "{}", w[0]);
+    assert!(w[1].contains("option(s) compresion given to the parquet sink"), "{}", w[1]);
+    assert!(w[1].contains("its options are: path, compression"), "{}", w[1]);
 }

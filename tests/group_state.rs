@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::MemoryTable;
+use sluice::connectors::MemoryStream;
 use sluice::SluiceError;
 
 const P13: &str = "tests/oracle/cases/p13_wiki_user_state/input";

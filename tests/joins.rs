@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::{MemoryStream, MemoryTable};
 use sluice::{StreamJoinType, SluiceError};
 
 /// Runs p08's input as a left outer ad join; the sink fails once at batch `fail_at`.

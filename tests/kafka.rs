@@ -20,14 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice::prelude::*;
-use sluice::sources::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use sluice::sources::kafka::rdkafka::message::{Headers, Message};
-use sluice::sources::kafka::rdkafka::mocking::MockCluster;
-use sluice::sources::kafka::rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
-use sluice::sources::kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluice::sources::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::sources::kafka::{kafka_schema, KafkaSource};
-use sluice::sources::MemoryStream;
+use sluice::connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use sluice::connectors::kafka::rdkafka::message::{Headers, Message};
+use sluice::connectors::kafka::rdkafka::mocking::MockCluster;
+use sluice::connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use sluice::connectors::kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluice::connectors::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::connectors::kafka::{kafka_schema, KafkaSource};
+use sluice::connectors::MemoryStream;
 
 /// A mock cluster with one broker.
 struct Kafka {
@@ -346,7 +346,7 @@ fn starting_offsets_earliest_latest_and_json() {
     // assign: exactly the partitions named.
     let assign = k
         .source()
-        .assign(&[sluice::sources::kafka::TopicPartition::new("t", 1)])
+        .assign(&[sluice::connectors::kafka::TopicPartition::new("t", 1)])
         .starting_offsets("earliest")
         .to_df(&session)
         .unwrap();
@@ -510,13 +510,14 @@ fn producer_errors_fail_the_batch_naming_topic_partition_and_error() {
     let k = Kafka::new();
     k.topic("out", 1);
     let session = Session::new();
+    // Kept until the end: the queries write their checkpoints while they run.
+    let (ck, ck_missing_value) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let stream = MemoryStream::new(df!("value" => ["x"]).unwrap().schema().clone());
     stream.add_data(df!("value" => ["x"]).unwrap()).unwrap();
     k.mock.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 5],
     );
-    let ck = tempfile::tempdir().unwrap();
     let q = stream
         .to_df(&session)
         .write_stream()
@@ -535,14 +536,13 @@ fn producer_errors_fail_the_batch_naming_topic_partition_and_error() {
     // A missing value column fails as in Spark.
     let stream = MemoryStream::new(df!("v" => ["x"]).unwrap().schema().clone());
     stream.add_data(df!("v" => ["x"]).unwrap()).unwrap();
-    let ck = tempfile::tempdir().unwrap();
     let q = stream
         .to_df(&session)
         .write_stream()
         .format("kafka")
         .option("kafka.bootstrap.servers", &k.servers)
         .option("topic", "out")
-        .checkpoint_location(ck.path())
+        .checkpoint_location(ck_missing_value.path())
         .trigger(Trigger::AvailableNow)
         .progress(ProgressDisplay::Off)
         .start()
@@ -592,13 +592,13 @@ fn exactly_once_transactions_write_each_batch_once_across_a_crash_before_the_com
     k.topic("in", 1);
     k.topic("out-eo", 1);
     k.topic("out-alo", 1);
-    k.topic(sluice::sinks::kafka::DEFAULT_PROGRESS_TOPIC, 1);
+    k.topic(sluice::connectors::kafka::DEFAULT_PROGRESS_TOPIC, 1);
     k.produce("in", 0, vals(0..15, "v"));
     let exactly_once = copy_with_crash_before_commit(&k, "exactly-once", "out-eo");
     assert_eq!(exactly_once, vals(0..15, "v").collect::<Vec<_>>(), "every batch once");
     // The markers committed with each transaction: batches 0, 1, 2.
     let markers: Vec<u64> = k
-        .read_back(sluice::sinks::kafka::DEFAULT_PROGRESS_TOPIC)
+        .read_back(sluice::connectors::kafka::DEFAULT_PROGRESS_TOPIC)
         .iter()
         .filter_map(|r| serde_json::from_str::<serde_json::Value>(r.value.as_deref()?).ok()?["batchId"].as_u64())
         .collect();
@@ -747,7 +747,7 @@ fn kafka_wiki_survives_sigkill_at_random_moments() {
         let got = kafka_wiki::common::sorted_window_output(&out).unwrap();
         assert_eq!(got.height(), expected.height(), "rows after {kills} kills");
         assert!(got.equals_missing(&expected), "output after {kills} SIGKILLs differs from the uninterrupted run");
-        let entries = sluice::sinks::read_manifest(&out).unwrap();
+        let entries = sluice::connectors::read_manifest(&out).unwrap();
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(e.batch_id, i as u64, "manifest batch ids are contiguous");
         }

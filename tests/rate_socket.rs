@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
+use sluice::connectors::MemoryTable;
 
 fn start(df: &StreamingDataFrame, table: &MemoryTable, ck: &std::path::Path) -> sluice::StreamingQuery {
     df.write_stream()

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::MemoryTable;
+use sluice::connectors::MemoryStream;
 use sluice::SluiceError;
 
 fn sensor_frame(rows: &[(&str, i64, f64)]) -> DataFrame {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sluice::prelude::*;
-use sluice::sinks::MemoryTable;
-use sluice::sources::MemoryStream;
+use sluice::connectors::MemoryTable;
+use sluice::connectors::MemoryStream;
 use sluice::{SluiceError, StreamingQueryProgress};
 
 const BASE_US: i64 = 1_709_280_000_000_000; // 2024-03-01T08:00:00Z

@@ -35,9 +35,7 @@ pub mod api;
 pub mod connector;
 mod error;
 pub mod execution;
-mod format;
 pub mod interop;
-pub mod manifest;
 pub mod operators;
 pub mod plan;
 pub mod state;
@@ -53,7 +51,6 @@ pub use connector::{
 };
 pub use error::{Result, SluiceError};
 pub use execution::{ProgressDisplay, StreamingQuery, StreamingQueryProgress};
-pub use format::FileFormat;
 pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use operators::join::StreamJoinType;
 pub use operators::{StateOperatorProgress, StatefulOperator};

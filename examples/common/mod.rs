@@ -166,7 +166,7 @@ pub fn channels_schema() -> Schema {
 
 /// Reads the static channel table (CSV with a header).
 pub fn read_channels(path: &Path) -> anyhow::Result<DataFrame> {
-    Ok(sluice::sources::FileSource::csv(path).schema(channels_schema()).header(true).read_static()?)
+    Ok(sluice::connectors::FileSource::csv(path).schema(channels_schema()).header(true).read_static()?)
 }
 
 /// The `wiki_languages` job: edits enriched with their channel's language (stream-static
@@ -255,7 +255,7 @@ pub fn run_contract(
 ///
 /// # Errors
 /// As [`DataStreamWriter::start`](sluice::DataStreamWriter::start).
-pub fn start_into(df: StreamingDataFrame, mode: OutputMode, ck: &Path, table: &sluice::sinks::MemoryTable) -> sluice::Result<sluice::StreamingQuery> {
+pub fn start_into(df: StreamingDataFrame, mode: OutputMode, ck: &Path, table: &sluice::connectors::MemoryTable) -> sluice::Result<sluice::StreamingQuery> {
     df.write_stream()
         .output_mode(mode)
         .checkpoint_location(ck)
@@ -296,7 +296,7 @@ pub fn copy_ordered(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// The manifest-listed output of a windowed file-sink job, the window struct flattened
 /// into `window_start` / `window_end`, sorted by window start and `channel`.
 pub fn sorted_window_output(out: &Path) -> anyhow::Result<DataFrame> {
-    Ok(sluice::sinks::read_output(out)?
+    Ok(sluice::connectors::read_output(out)?
         .lazy()
         .with_columns([
             col("window").struct_().field_by_name("start").alias("window_start"),

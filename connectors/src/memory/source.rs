@@ -1,11 +1,14 @@
 //! [`MemoryStream`]: a source fed by the program itself (Spark's `MemoryStream`), for
 //! tests and examples. Each `add_data` call is one offset; batches are replayable because
 //! the stream keeps every frame it was given.
+//!
+//! `MemoryStream` keeps Spark's name: it is the handle the program feeds and the
+//! provider; the running source of one query run is `MemoryStreamRun`.
 
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::{DataFrame, IntoLazy, SchemaRef, UnionArgs, concat};
-use sluice_engine::{Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceProvider, StreamingDataFrame};
+use sluice_engine::{EngineSession, Offset, Result, SluiceError, Source, SourceContext, SourceProvider, StreamingDataFrame};
 
 #[derive(Default)]
 struct Inner {
@@ -68,16 +71,17 @@ impl SourceProvider for MemoryStream {
         self.schema.clone()
     }
     fn create(&self) -> Result<Box<dyn Source>> {
-        Ok(Box::new(MemoryStreamSource { stream: self.clone(), available_now: None }))
+        Ok(Box::new(MemoryStreamRun { stream: self.clone(), available_now: None }))
     }
 }
 
-struct MemoryStreamSource {
+/// One query run of a [`MemoryStream`].
+struct MemoryStreamRun {
     stream: MemoryStream,
     available_now: Option<usize>,
 }
 
-impl Source for MemoryStreamSource {
+impl Source for MemoryStreamRun {
     fn description(&self) -> String {
         "MemoryStream".into()
     }

@@ -1,6 +1,6 @@
 //! The manifest of a file sink's output directory (Spark's `_spark_metadata`): its
-//! format and how to read it. The file sink (`sluice_sinks::file`) writes it; readers,
-//! Sluice's own file source included, trust only the files it lists.
+//! format, its reader and its writer. The file sink ([`crate::file::FileSink`]) writes
+//! it; readers, Sluice's own file source included, trust only the files it lists.
 //!
 //! # Layout
 //! ```text
@@ -13,9 +13,12 @@
 //! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines.
 //!
 //! Files no entry lists (left by a crash between the data and the manifest write) are
-//! ignored by every reader that goes through [`read_manifest`].
+//! ignored by every reader that goes through [`read_manifest`]. An entry is written
+//! atomically ([`write_manifest_entry`]: temporary file in `_sluice_metadata`, fsync,
+//! rename, fsync of the directory), so a reader sees a whole entry or none.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::{BatchId, CheckpointError};
 
-use crate::{Result, SluiceError};
+use sluice_engine::{Result, SluiceError};
 
 /// The directory under the output directory that holds the manifest (Spark's
 /// `_spark_metadata`).
@@ -239,6 +242,53 @@ pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
     ids.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
 }
 
+/// Fsyncs a directory so that entries created or renamed in it survive a crash. A no-op
+/// where directories cannot be opened as files (not Unix).
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the directory.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes the manifest entry of `batch_id` listing `files` under
+/// `<out_dir>/_sluice_metadata` (which must exist), atomically: temporary file in the
+/// same directory, fsync, rename, fsync of the directory.
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the file that cannot be written.
+pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[ManifestFile]) -> Result<()> {
+    let meta = out_dir.join(METADATA_DIR);
+    let target = manifest_entry_path(out_dir, batch_id);
+    let mut text = String::from(MANIFEST_VERSION);
+    text.push('\n');
+    for f in files {
+        let line =
+            serde_json::to_string(f).map_err(|e| SluiceError::Internal(format!("cannot encode manifest line: {e}")))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let tmp = meta.join(format!(".{batch_id}.{}.tmp", uuid::Uuid::new_v4()));
+    let result = (|| {
+        let mut f = File::create_new(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        sync_dir(&meta)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +320,19 @@ mod tests {
         ]);
         let f = ManifestFile { schema: Some(encode_fields(&list)), ..f };
         assert_eq!(f.arrow_schema().unwrap().unwrap().fields(), &list);
+    }
+
+    #[test]
+    fn written_entries_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
+        let f = ManifestFile { path: "part-00004-x.json".into(), size: 9, rows: 2, schema: None };
+        write_manifest_entry(dir.path(), 4, std::slice::from_ref(&f)).unwrap();
+        write_manifest_entry(dir.path(), 5, &[]).unwrap();
+        let entries = read_manifest(dir.path()).unwrap();
+        assert_eq!(entries, [ManifestEntry { batch_id: 4, files: vec![f] }, ManifestEntry { batch_id: 5, files: vec![] }]);
+        let names: Vec<_> = fs::read_dir(dir.path().join(METADATA_DIR)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! [`ConsoleSink`]: prints each batch as a table under a `Batch: N` header (Spark's
-//! console sink). Not idempotent: a replayed batch prints again, as in Spark.
+//! console sink); [`ConsoleSinkProvider`] creates it by format name (`format("console")`,
+//! option `numRows`). Not idempotent: a replayed batch prints again, as in Spark.
 
 use std::io::Write;
 
 use polars::prelude::DataFrame;
 use sluice_engine::checkpoint::BatchId;
-use sluice_engine::{Result, Sink};
+use sluice_engine::{Options, Result, Sink, SinkProvider};
 
 /// Prints batches to stdout.
 pub struct ConsoleSink {
@@ -41,6 +42,23 @@ impl Sink for ConsoleSink {
         stdout
             .write_all(text.as_bytes())
             .map_err(|source| sluice_engine::SluiceError::Io { path: "<stdout>".into(), source })
+    }
+}
+
+/// Creates [`ConsoleSink`]s from the writer's options: `numRows` (positive, default 20).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsoleSinkProvider;
+
+impl SinkProvider for ConsoleSinkProvider {
+    /// # Errors
+    /// [`sluice_engine::SluiceError::InvalidArgument`] for a `numRows` that is not a
+    /// positive integer.
+    fn create(&self, options: &Options) -> Result<Box<dyn Sink>> {
+        let num_rows = options.positive_usize("numRows")?.unwrap_or(20);
+        Ok(Box::new(ConsoleSink { num_rows }))
+    }
+    fn known_options(&self) -> &'static [&'static str] {
+        &["numRows"]
     }
 }
 

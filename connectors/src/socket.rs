@@ -15,7 +15,6 @@
 //!  get_batch (s, e] ── the buffered lines s+1 ..= e;   commit(e) ── drops them
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -26,9 +25,14 @@ use polars::prelude::{DataFrame, DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 use sluice_engine::interop::record_batch_to_df;
 use sluice_engine::{
-    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
-    StreamingDataFrame,
+    EngineSession, Offset, Options, Result, SluiceError, Source, SourceContext, SourceFormat, SourceProvider,
+    SourceProviderRef, StreamingDataFrame,
 };
+
+use crate::without_path_or_schema;
+
+/// The options the socket source reads (Spark's names).
+const SOURCE_OPTIONS: &[&str] = &["host", "port", "includeTimestamp"];
 
 /// The schema of socket source batches: `value` String, plus `timestamp` Datetime(µs)
 /// (when the line arrived, UTC) with `includeTimestamp`.
@@ -49,70 +53,96 @@ impl SourceFormat for SocketSourceFormat {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for a path, a user schema, a missing `host` or
     /// `port`, or a bad value.
-    fn create(&self, path: &str, schema: Option<SchemaRef>, opts_in: &sluice_engine::Options) -> Result<SourceProviderRef> {
-        let options: &BTreeMap<String, String> = &{
-            // Interim: the connectors read a plain map until they adopt `Options`.
-            for (k, _) in opts_in.iter() {
-                opts_in.mark_read(k);
-            }
-            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
-        if !path.is_empty() {
-            return Err(SluiceError::InvalidArgument(format!("the socket source takes no path ({path:?} given): load(\"\")")));
-        }
-        if schema.is_some() {
-            return Err(SluiceError::InvalidArgument("the socket source does not support a user-specified schema".into()));
-        }
-        let opts: HashMap<String, &str> = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
-        let host = opts
-            .get("host")
-            .filter(|h| !h.trim().is_empty())
-            .ok_or_else(|| SluiceError::InvalidArgument("set a host to read from with option(\"host\", ...)".into()))?;
-        let port = opts
-            .get("port")
-            .ok_or_else(|| SluiceError::InvalidArgument("set a port to read from with option(\"port\", ...)".into()))?;
-        let port: u16 = port
-            .trim()
-            .parse()
-            .map_err(|_| SluiceError::InvalidArgument(format!("option port: {port:?} is not a TCP port number")))?;
-        let include_timestamp = match opts.get("includetimestamp").map(|v| v.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(v) if v == "true" => true,
-            Some(v) if v == "false" => false,
-            Some(v) => return Err(SluiceError::InvalidArgument(format!("option includeTimestamp: {v:?} is not true or false"))),
-        };
-        Ok(Arc::new(SocketSource::new(host.trim(), port).include_timestamp(include_timestamp)))
+    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &Options) -> Result<SourceProviderRef> {
+        without_path_or_schema(
+            "the socket source",
+            path,
+            schema.as_ref(),
+            "load(\"\")",
+            "the socket source does not support a user-specified schema",
+        )?;
+        Ok(Arc::new(SocketSourceProvider::from_options(options)?))
+    }
+    fn known_options(&self) -> &'static [&'static str] {
+        SOURCE_OPTIONS
     }
 }
 
-/// A socket source (also its own provider): `SocketSource::new("127.0.0.1", 9999)`.
-/// Each query run opens its own connection when it starts.
+/// Typed builder of a socket source, beside `read_stream().format("socket")`; it builds
+/// the same options: `SocketSource::new("127.0.0.1", 9999).to_df(&session)`.
 #[derive(Debug, Clone)]
 pub struct SocketSource {
+    options: Options,
+}
+
+impl SocketSource {
+    /// Lines from `host:port`.
+    pub fn new(host: &str, port: u16) -> Self {
+        Self { options: Options::new().with("host", host).with("port", port) }
+    }
+    /// Adds the `timestamp` column: when each line arrived.
+    pub fn include_timestamp(mut self, include: bool) -> Self {
+        self.options.set("includeTimestamp", include);
+        self
+    }
+    /// The typed provider.
+    ///
+    /// # Errors
+    /// As [`SocketSourceProvider::from_options`].
+    pub fn provider(&self) -> Result<SocketSourceProvider> {
+        SocketSourceProvider::from_options(&self.options)
+    }
+    /// The provider to hand to `Session::stream_from`.
+    ///
+    /// # Errors
+    /// As [`SocketSourceProvider::from_options`].
+    pub fn build(&self) -> Result<SourceProviderRef> {
+        Ok(Arc::new(self.provider()?))
+    }
+    /// A streaming data frame reading this source in `session`.
+    ///
+    /// # Errors
+    /// As [`SocketSourceProvider::from_options`].
+    pub fn to_df(&self, session: &EngineSession) -> Result<StreamingDataFrame> {
+        Ok(session.stream_from(self.build()?))
+    }
+}
+
+/// Creates the running socket source (`SocketStream`) of each query run; each opens its
+/// own connection when it starts.
+#[derive(Debug, Clone)]
+pub struct SocketSourceProvider {
     host: String,
     port: u16,
     include_timestamp: bool,
     schema: SchemaRef,
 }
 
-impl SocketSource {
-    /// Lines from `host:port`.
-    pub fn new(host: &str, port: u16) -> Self {
-        Self { host: host.to_string(), port, include_timestamp: false, schema: Arc::new(socket_schema(false)) }
-    }
-    /// Adds the `timestamp` column: when each line arrived.
-    pub fn include_timestamp(mut self, include: bool) -> Self {
-        self.include_timestamp = include;
-        self.schema = Arc::new(socket_schema(include));
-        self
-    }
-    /// A streaming data frame reading this source in `session`.
-    pub fn to_df(&self, session: &EngineSession) -> StreamingDataFrame {
-        session.stream_from(Arc::new(self.clone()))
+impl SocketSourceProvider {
+    /// Checks Spark's options `host` and `port` (required) and `includeTimestamp`
+    /// (default false).
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for a missing `host` or `port`, or a bad value.
+    pub fn from_options(options: &Options) -> Result<Self> {
+        let host = options
+            .get("host")
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| SluiceError::InvalidArgument("set a host to read from with option(\"host\", ...)".into()))?;
+        let port = options.parse::<u16>("port", "a TCP port number")?.ok_or_else(|| {
+            SluiceError::InvalidArgument("set a port to read from with option(\"port\", ...)".into())
+        })?;
+        let include_timestamp = options.bool("includeTimestamp")?.unwrap_or(false);
+        Ok(Self {
+            host: host.trim().to_string(),
+            port,
+            include_timestamp,
+            schema: Arc::new(socket_schema(include_timestamp)),
+        })
     }
 }
 
-impl SourceProvider for SocketSource {
+impl SourceProvider for SocketSourceProvider {
     fn description(&self) -> String {
         format!("TextSocketV2[host: {}, port: {}]", self.host, self.port)
     }
@@ -140,8 +170,9 @@ struct Received {
     total: u64,
 }
 
+/// One query run of a socket source: its connection and the lines received.
 struct SocketStream {
-    cfg: SocketSource,
+    cfg: SocketSourceProvider,
     name: String,
     shared: Arc<Mutex<Received>>,
     /// The connection (shut down when the source is dropped, which ends the reader).

@@ -14,7 +14,7 @@ use polars::prelude::{DataFrame, DataType, Field, Schema, TimeUnit};
 use serde_json::{Value, json};
 use sluice_checkpoint::{Checkpoint, CheckpointError};
 use sluice_engine::{SluiceError, Source, SourceContext, SourceFormat};
-use sluice_sources::{FileSource, FileSourceFormat, ParseMode};
+use sluice_connectors::{FileSource, FileSourceFormat, ParseMode};
 
 const T0: u64 = 1_700_000_000;
 

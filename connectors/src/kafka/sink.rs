@@ -1,5 +1,6 @@
 //! [`KafkaSink`]: writes each micro-batch's rows as Kafka records (Spark's Kafka sink,
-//! `format("kafka")`), at least once by default or exactly once with Kafka transactions.
+//! `format("kafka")`), at least once by default or exactly once with Kafka transactions;
+//! [`KafkaSinkProvider`] creates it by format name.
 //!
 //! # Columns (as in Spark)
 //! | column | type | |
@@ -45,7 +46,6 @@
 //! [`SluiceError::Sink`] naming the batch, the topic, the partition and librdkafka's
 //! error; in exactly-once mode the transaction is aborted first.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,7 +53,6 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray};
 use arrow::datatypes::DataType;
 use polars::prelude::DataFrame;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -61,17 +60,15 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 use sluice_engine::checkpoint::BatchId;
 use sluice_engine::interop::df_to_record_batch;
-use sluice_engine::{Result, Sink, SinkContext, SinkProvider, SluiceError};
+use sluice_engine::{Options, Result, Sink, SinkContext, SinkProvider, SluiceError};
 
-/// The rdkafka crate Sluice is built with.
-pub use rdkafka;
+use super::REQUEST_TIMEOUT;
+use super::client::KafkaClientOptions;
 
 /// Default of the option `progressTopic`.
 pub const DEFAULT_PROGRESS_TOPIC: &str = "_sluice_sink_commits";
 /// Default of the option `transactionalIdPrefix`.
 pub const DEFAULT_TRANSACTIONAL_ID_PREFIX: &str = "sluice-";
-/// Timeout of metadata and offset requests.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Records of the progress topic read per step when looking for the last marker.
 const PROGRESS_SCAN_WINDOW: i64 = 1000;
 
@@ -86,11 +83,29 @@ pub enum DeliveryGuarantee {
     ExactlyOnce,
 }
 
+/// The librdkafka parameters Spark's Kafka sink rejects, and why.
+const REJECTED_PARAMS: &[(&str, &str)] = &[("key.serializer", SERIALIZERS), ("value.serializer", SERIALIZERS)];
+const SERIALIZERS: &str =
+    "keys and values are written as bytes; use DataFrame operations to make them strings or binary";
+
+/// The options the Kafka sink reads (Spark's names and Sluice's exactly-once ones);
+/// `kafka.*` stands for every librdkafka property.
+pub const SINK_OPTIONS: &[&str] = &[
+    "kafka.bootstrap.servers",
+    "topic",
+    "deliveryGuarantee",
+    "transactionalIdPrefix",
+    "progressTopic",
+    "flushTimeoutMs",
+    "kafka.*",
+];
+
 /// The Kafka sink's checked configuration.
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
-    /// `kafka.bootstrap.servers`.
-    pub bootstrap_servers: String,
+    /// `kafka.bootstrap.servers` and the other `kafka.*` options (without
+    /// `kafka.transactional.id`, which is [`KafkaSinkConfig::transactional_id`]).
+    pub client: KafkaClientOptions,
     /// `topic`: the topic of every row (overrides a `topic` column).
     pub topic: Option<String>,
     /// `deliveryGuarantee`.
@@ -104,8 +119,6 @@ pub struct KafkaSinkConfig {
     /// `flushTimeoutMs` (default 120,000): how long a batch may wait for its deliveries
     /// and its transaction commit.
     pub flush_timeout: Duration,
-    /// The other `kafka.`-prefixed options, handed to librdkafka without the prefix.
-    pub kafka_params: BTreeMap<String, String>,
 }
 
 impl KafkaSinkConfig {
@@ -124,27 +137,9 @@ impl KafkaSinkConfig {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] naming the option, including Spark's rejected
     /// `kafka.key.serializer` / `kafka.value.serializer`.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
-        let opts: HashMap<String, &str> = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
-        let get = |key: &str| opts.get(&key.to_ascii_lowercase()).copied();
-        let mut kafka_params = BTreeMap::new();
-        for (k, v) in options {
-            if k.len() > 6 && k[..6].eq_ignore_ascii_case("kafka.") {
-                kafka_params.insert(k[6..].to_ascii_lowercase(), v.clone());
-            }
-        }
-        let bootstrap_servers = kafka_params
-            .remove("bootstrap.servers")
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| invalid("option 'kafka.bootstrap.servers' must be specified for the Kafka sink"))?;
-        for param in ["key.serializer", "value.serializer"] {
-            if kafka_params.contains_key(param) {
-                return Err(invalid(format!(
-                    "Kafka option 'kafka.{param}' is not supported: keys and values are written as bytes; use \
-                     DataFrame operations to make them strings or binary"
-                )));
-            }
-        }
+    pub fn from_options(options: &Options) -> Result<Self> {
+        let mut client = KafkaClientOptions::new(options, "the Kafka sink", REJECTED_PARAMS)?;
+        let get = |key: &str| options.get(key);
         let delivery = match get("deliveryGuarantee").map(|v| v.trim().to_ascii_lowercase().replace('_', "-")) {
             None => DeliveryGuarantee::AtLeastOnce,
             Some(v) if v == "at-least-once" => DeliveryGuarantee::AtLeastOnce,
@@ -155,29 +150,22 @@ impl KafkaSinkConfig {
                 )));
             }
         };
-        let transactional_id = kafka_params.remove("transactional.id");
+        let transactional_id = client.params.remove("transactional.id");
         if transactional_id.is_some() && delivery != DeliveryGuarantee::ExactlyOnce {
             return Err(invalid(
                 "option kafka.transactional.id needs deliveryGuarantee=exactly-once (Sluice runs the transactions)",
             ));
         }
-        let flush_timeout = Duration::from_millis(match get("flushTimeoutMs") {
-            None => 120_000,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(invalid(format!("option flushTimeoutMs: {v:?} is not a positive number of ms"))),
-            },
-        });
+        let flush_timeout = Duration::from_millis(options.positive_u64("flushTimeoutMs")?.unwrap_or(120_000));
         let topic = get("topic").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         Ok(Self {
-            bootstrap_servers,
+            client,
             topic,
             delivery,
             transactional_id,
             transactional_id_prefix: get("transactionalIdPrefix").unwrap_or(DEFAULT_TRANSACTIONAL_ID_PREFIX).to_string(),
             progress_topic: get("progressTopic").unwrap_or(DEFAULT_PROGRESS_TOPIC).trim().to_string(),
             flush_timeout,
-            kafka_params,
         })
     }
 }
@@ -248,7 +236,7 @@ impl KafkaSink {
     ///
     /// # Errors
     /// As [`KafkaSinkConfig::from_options`].
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
+    pub fn from_options(options: &Options) -> Result<Self> {
         Ok(Self::new(KafkaSinkConfig::from_options(options)?))
     }
 
@@ -271,21 +259,12 @@ impl KafkaSink {
         self.producer.as_ref().ok_or_else(|| SluiceError::Internal("the Kafka sink was not initialized".into()))
     }
 
-    fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.cfg.bootstrap_servers);
-        for (k, v) in &self.cfg.kafka_params {
-            c.set(k, v);
-        }
-        c
-    }
-
     /// Exactly-once: the highest batch id recorded for `txn_id` in the progress topic,
     /// reading partition 0 backwards in windows from its end (read_committed).
     fn read_last_committed(&self, txn_id: &str) -> Result<Option<BatchId>> {
         let topic = self.cfg.progress_topic.as_str();
         // Producer properties among the options are ignored by librdkafka (with a notice).
-        let mut c = self.client_config();
+        let mut c = self.cfg.client.client_config(&[]);
         c.set("group.id", format!("{txn_id}-progress-reader"))
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
@@ -619,7 +598,7 @@ impl Sink for KafkaSink {
     /// cannot be reached within `flushTimeoutMs`.
     fn initialize(&mut self, ctx: &SinkContext) -> Result<()> {
         self.query_id = ctx.query_id.clone();
-        let mut config = self.client_config();
+        let mut config = self.cfg.client.client_config(&[]);
         if self.cfg.delivery == DeliveryGuarantee::ExactlyOnce {
             let txn_id = self
                 .cfg
@@ -672,22 +651,19 @@ impl Sink for KafkaSink {
     }
 }
 
-/// Creates [`KafkaSink`]s from the writer's options; the facade registers it as `kafka`.
+/// Creates [`KafkaSink`]s from the writer's options; [`register_all`](crate::register_all)
+/// registers it as `kafka`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KafkaSinkProvider;
 
 impl SinkProvider for KafkaSinkProvider {
     /// # Errors
     /// As [`KafkaSinkConfig::from_options`].
-    fn create(&self, opts_in: &sluice_engine::Options) -> Result<Box<dyn Sink>> {
-        let options: &BTreeMap<String, String> = &{
-            // Interim: the connectors read a plain map until they adopt `Options`.
-            for (k, _) in opts_in.iter() {
-                opts_in.mark_read(k);
-            }
-            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
+    fn create(&self, options: &Options) -> Result<Box<dyn Sink>> {
         Ok(Box::new(KafkaSink::from_options(options)?))
+    }
+    fn known_options(&self) -> &'static [&'static str] {
+        SINK_OPTIONS
     }
 }
 
@@ -699,19 +675,15 @@ mod tests {
     use arrow::array::{BinaryArray, Int32Array, StringArray};
     use arrow::datatypes::{Field, Schema};
 
-    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn opts(pairs: &[(&str, &str)]) -> Options {
+        Options::from_pairs(pairs.iter().copied())
     }
 
     #[test]
     fn options_are_checked() {
         assert!(KafkaSinkConfig::from_options(&opts(&[("topic", "t")])).is_err());
         let base = [("kafka.bootstrap.servers", "h:1")];
-        let with = |extra: &[(&str, &str)]| {
-            let mut o = opts(&base);
-            o.extend(opts(extra));
-            KafkaSinkConfig::from_options(&o)
-        };
+        let with = |extra: &[(&str, &str)]| KafkaSinkConfig::from_options(&opts(&[&base[..], extra].concat()));
         assert!(with(&[("kafka.value.serializer", "x")]).is_err());
         assert!(with(&[("deliveryGuarantee", "maybe")]).is_err());
         assert!(with(&[("kafka.transactional.id", "x")]).is_err(), "transactions need exactly-once");
@@ -719,7 +691,7 @@ mod tests {
         assert_eq!(c.delivery, DeliveryGuarantee::ExactlyOnce);
         assert_eq!(c.topic.as_deref(), Some("out"));
         assert_eq!(c.progress_topic, DEFAULT_PROGRESS_TOPIC);
-        assert_eq!(c.kafka_params.get("linger.ms").map(String::as_str), Some("5"));
+        assert_eq!(c.client.params.get("linger.ms").map(String::as_str), Some("5"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # use polars::prelude::*;
-//! # use sluice_sources::json::from_json;
+//! # use sluice_connectors::from_json;
 //! # fn main() -> sluice_engine::Result<()> {
 //! let schema = Schema::from_iter([
 //!     Field::new("time".into(), DataType::Datetime(TimeUnit::Microseconds, None)),
@@ -26,17 +26,20 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryViewArray, RecordBatch, StringArray, StructArray, UInt32Array, new_null_array,
+    Array, ArrayRef, AsArray, BinaryViewArray, RecordBatch, StringArray, StructArray, UInt32Array,
 };
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{
-    DataType as ArrowDataType, Field as ArrowField, FieldRef, Fields, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef,
+    DataType as ArrowDataType, Field as ArrowField, FieldRef, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef,
 };
 use arrow::error::ArrowError;
 use polars::error::{PolarsError, polars_err};
 use polars::prelude::{Column, DataType, Expr, Field, Schema};
 use sluice_engine::interop::{array_to_series, series_to_array};
 use sluice_engine::{Result, SluiceError};
+
+use super::records::null_row;
+use super::types::nested_arrow_type;
 
 /// How [`to_json`] writes timestamps: Spark's default `to_json` format
 /// (`yyyy-MM-dd'T'HH:mm:ss.SSSXXX`), in UTC.
@@ -67,7 +70,7 @@ pub fn from_json(expr: Expr, schema: &Schema) -> Result<Expr> {
     }
     let fields: Vec<ArrowField> = schema
         .iter()
-        .map(|(name, dtype)| Ok(ArrowField::new(name.as_str(), arrow_type(name, dtype)?, true)))
+        .map(|(name, dtype)| Ok(ArrowField::new(name.as_str(), nested_arrow_type(name, dtype)?, true)))
         .collect::<Result<_>>()?;
     let arrow_schema: ArrowSchemaRef = Arc::new(ArrowSchema::new(fields));
     let out_dtype = DataType::Struct(schema.iter().map(|(n, d)| Field::new(n.clone(), d.clone())).collect());
@@ -127,28 +130,6 @@ fn to_polars(e: SluiceError) -> PolarsError {
     }
 }
 
-/// The arrow type [`from_json`] decodes for a Polars type: the file source's scalar
-/// mapping, plus lists and structs.
-fn arrow_type(name: &str, dtype: &DataType) -> Result<ArrowDataType> {
-    Ok(match dtype {
-        DataType::List(inner) => {
-            ArrowDataType::List(Arc::new(ArrowField::new("item", arrow_type(name, inner)?, true)))
-        }
-        DataType::Struct(fields) => ArrowDataType::Struct(
-            fields
-                .iter()
-                .map(|f| Ok(ArrowField::new(f.name().as_str(), arrow_type(f.name(), f.dtype())?, true)))
-                .collect::<Result<Fields>>()?,
-        ),
-        other => crate::file::arrow_type_of(name, other).map_err(|_| {
-            SluiceError::InvalidArgument(format!(
-                "from_json: field {name:?} has type {other}, which from_json cannot read (supported: Boolean, \
-                 Int32, Int64, UInt32, UInt64, Float32, Float64, String, Date, Datetime(unit, None), List, Struct)"
-            ))
-        })?,
-    })
-}
-
 /// The bytes of each value of a String or Binary array (`None` for nulls).
 fn values_of(array: &ArrayRef) -> std::result::Result<Vec<Option<&[u8]>>, ArrowError> {
     let n = array.len();
@@ -202,15 +183,9 @@ fn decode_all(schema: &ArrowSchemaRef, values: &[&[u8]], lenient: bool) -> std::
     Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
-/// One row of nulls.
-fn null_row(schema: &ArrowSchemaRef) -> std::result::Result<RecordBatch, ArrowError> {
-    let columns = schema.fields().iter().map(|f| new_null_array(f.data_type(), 1)).collect();
-    RecordBatch::try_new(schema.clone(), columns)
-}
-
 /// Parses a String / Binary array of JSON objects into a struct array with `schema`'s
 /// fields (see [`from_json`]).
-pub(crate) fn parse_json_column(array: &ArrayRef, schema: &ArrowSchemaRef) -> Result<StructArray> {
+fn parse_json_column(array: &ArrayRef, schema: &ArrowSchemaRef) -> Result<StructArray> {
     let values = values_of(array)?;
     let present: Vec<&[u8]> = values.iter().flatten().copied().collect();
     let batch = match decode_all(schema, &present, false) {
@@ -221,7 +196,7 @@ pub(crate) fn parse_json_column(array: &ArrayRef, schema: &ArrowSchemaRef) -> Re
             for value in &present {
                 let row = decode_all(schema, &[value], false)
                     .or_else(|_| decode_all(schema, &[value], true))
-                    .or_else(|_| null_row(schema))?;
+                    .unwrap_or_else(|_| null_row(schema));
                 rows.push(row);
             }
             if rows.is_empty() { RecordBatch::new_empty(schema.clone()) } else { concat_batches(schema, &rows)? }

@@ -16,7 +16,6 @@
 //! Batches are replayable: a batch's rows depend only on its offsets and the logged
 //! creation time.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampMicrosecondArray};
@@ -25,9 +24,14 @@ use polars::prelude::{DataFrame, DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 use sluice_engine::interop::record_batch_to_df;
 use sluice_engine::{
-    Offset, Result, EngineSession, SluiceError, Source, SourceContext, SourceFormat, SourceProvider, SourceProviderRef,
-    StreamingDataFrame,
+    EngineSession, Offset, Options, Result, SluiceError, Source, SourceContext, SourceFormat, SourceProvider,
+    SourceProviderRef, StreamingDataFrame,
 };
+
+use crate::without_path_or_schema;
+
+/// The options the rate source reads (Spark's names).
+const SOURCE_OPTIONS: &[&str] = &["rowsPerSecond", "rampUpTime", "numPartitions"];
 
 /// The schema of rate source batches: `timestamp` Datetime(µs) (UTC), `value` Int64.
 pub fn rate_schema() -> Schema {
@@ -81,25 +85,18 @@ impl RateSourceConfig {
     ///
     /// # Errors
     /// [`SluiceError::InvalidArgument`] naming the option.
-    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
-        let opts: HashMap<String, &str> = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
+    pub fn from_options(options: &Options) -> Result<Self> {
         let positive = |key: &str, default: i64| -> Result<i64> {
-            match opts.get(&key.to_ascii_lowercase()) {
+            match options.positive_u64(key)? {
                 None => Ok(default),
-                Some(v) => match v.trim().parse::<i64>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => Err(SluiceError::InvalidArgument(format!(
-                        "invalid value '{v}': the option '{key}' must be a positive integer"
-                    ))),
-                },
+                Some(n) => i64::try_from(n)
+                    .map_err(|_| SluiceError::InvalidArgument(format!("option {key}: {n} is too large"))),
             }
         };
         let rows_per_second = positive("rowsPerSecond", 1)?;
         let num_partitions = positive("numPartitions", 1)?;
-        let ramp_up_time_seconds = match opts.get("rampuptime") {
-            None => 0,
-            Some(v) => time_string_as_sec("rampUpTime", v)?,
-        };
+        let ramp_up_time_seconds =
+            options.get("rampUpTime").map(|v| time_string_as_sec("rampUpTime", v)).transpose()?.unwrap_or(0);
         if ramp_up_time_seconds < 0 {
             return Err(SluiceError::InvalidArgument("option rampUpTime must not be negative".into()));
         }
@@ -142,66 +139,89 @@ pub struct RateSourceFormat;
 impl SourceFormat for RateSourceFormat {
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for a path, a user schema or a bad option.
-    fn create(&self, path: &str, schema: Option<SchemaRef>, opts_in: &sluice_engine::Options) -> Result<SourceProviderRef> {
-        let options: &BTreeMap<String, String> = &{
-            // Interim: the connectors read a plain map until they adopt `Options`.
-            for (k, _) in opts_in.iter() {
-                opts_in.mark_read(k);
-            }
-            opts_in.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
-        if !path.is_empty() {
-            return Err(SluiceError::InvalidArgument(format!("the rate source takes no path ({path:?} given): load(\"\")")));
-        }
-        if schema.is_some() {
-            return Err(SluiceError::InvalidArgument("the rate source does not support a user-specified schema".into()));
-        }
-        Ok(Arc::new(RateSource::from_config(RateSourceConfig::from_options(options)?)))
+    fn create(&self, path: &str, schema: Option<SchemaRef>, options: &Options) -> Result<SourceProviderRef> {
+        without_path_or_schema(
+            "the rate source",
+            path,
+            schema.as_ref(),
+            "load(\"\")",
+            "the rate source does not support a user-specified schema",
+        )?;
+        Ok(Arc::new(RateSourceProvider::new(RateSourceConfig::from_options(options)?)))
+    }
+    fn known_options(&self) -> &'static [&'static str] {
+        SOURCE_OPTIONS
     }
 }
 
-/// A rate source (also its own provider):
-/// `RateSource::new(1000).ramp_up_seconds(5).to_df(&session)`.
+/// Typed builder of a rate source, beside `read_stream().format("rate")`; it builds the
+/// same options: `RateSource::new(1000).ramp_up_seconds(5).to_df(&session)`.
 #[derive(Debug, Clone)]
 pub struct RateSource {
-    cfg: RateSourceConfig,
-    schema: SchemaRef,
+    options: Options,
 }
 
 impl RateSource {
     /// `rows_per_second` rows per second (at least 1), no ramp-up, one partition.
     pub fn new(rows_per_second: u32) -> Self {
-        Self::from_config(RateSourceConfig {
-            rows_per_second: i64::from(rows_per_second.max(1)),
-            ramp_up_time_seconds: 0,
-            num_partitions: 1,
-        })
-    }
-    /// A source with checked options.
-    pub fn from_config(cfg: RateSourceConfig) -> Self {
-        Self { cfg, schema: Arc::new(rate_schema()) }
+        Self { options: Options::new().with("rowsPerSecond", rows_per_second.max(1)) }
     }
     /// Reaches the rate after `seconds` of linear ramp-up (Spark's `rampUpTime`).
-    pub fn ramp_up_seconds(mut self, seconds: u32) -> Self {
-        self.cfg.ramp_up_time_seconds = i64::from(seconds);
-        self
+    pub fn ramp_up_seconds(self, seconds: u32) -> Self {
+        self.option("rampUpTime", format!("{seconds}s"))
     }
     /// Interleaves rows as Spark's `numPartitions` partitions would (at least 1).
-    pub fn num_partitions(mut self, n: u32) -> Self {
-        self.cfg.num_partitions = i64::from(n.max(1));
+    pub fn num_partitions(self, n: u32) -> Self {
+        self.option("numPartitions", n.max(1))
+    }
+    /// Any option of [`RateSourceConfig::from_options`], by Spark's name.
+    pub fn option(mut self, key: &str, value: impl ToString) -> Self {
+        self.options.set(key, value);
         self
+    }
+    /// The typed provider.
+    ///
+    /// # Errors
+    /// As [`RateSourceConfig::from_options`].
+    pub fn provider(&self) -> Result<RateSourceProvider> {
+        Ok(RateSourceProvider::new(RateSourceConfig::from_options(&self.options)?))
+    }
+    /// The provider to hand to `Session::stream_from`.
+    ///
+    /// # Errors
+    /// As [`RateSourceConfig::from_options`].
+    pub fn build(&self) -> Result<SourceProviderRef> {
+        Ok(Arc::new(self.provider()?))
+    }
+    /// A streaming data frame reading this source in `session`.
+    ///
+    /// # Errors
+    /// As [`RateSourceConfig::from_options`].
+    pub fn to_df(&self, session: &EngineSession) -> Result<StreamingDataFrame> {
+        Ok(session.stream_from(self.build()?))
+    }
+}
+
+/// Creates the running rate source (`RateStream`) of each query run, with checked options; built by [`RateSource`] or
+/// [`RateSourceFormat`].
+#[derive(Debug, Clone)]
+pub struct RateSourceProvider {
+    cfg: RateSourceConfig,
+    schema: SchemaRef,
+}
+
+impl RateSourceProvider {
+    /// A provider for `cfg`.
+    pub fn new(cfg: RateSourceConfig) -> Self {
+        Self { cfg, schema: Arc::new(rate_schema()) }
     }
     /// The options.
     pub fn config(&self) -> RateSourceConfig {
         self.cfg
     }
-    /// A streaming data frame reading this source in `session`.
-    pub fn to_df(&self, session: &EngineSession) -> StreamingDataFrame {
-        session.stream_from(Arc::new(self.clone()))
-    }
 }
 
-impl SourceProvider for RateSource {
+impl SourceProvider for RateSourceProvider {
     fn description(&self) -> String {
         format!(
             "RateStreamV2[rowsPerSecond={}, rampUpTimeSeconds={}, numPartitions={}]",
@@ -223,6 +243,7 @@ impl SourceProvider for RateSource {
     }
 }
 
+/// One query run of a rate source.
 struct RateStream {
     cfg: RateSourceConfig,
     name: String,
@@ -359,7 +380,7 @@ mod tests {
     use sluice_engine::checkpoint::Checkpoint;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<RateSourceConfig> {
-        RateSourceConfig::from_options(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        RateSourceConfig::from_options(&Options::from_pairs(pairs.iter().copied()))
     }
 
     #[test]
@@ -379,7 +400,7 @@ mod tests {
         assert!(cfg(&[("rampUpTime", "5 fortnights")]).is_err());
         assert_eq!(cfg(&[("RAMPUPTIME", "2m")]).unwrap().ramp_up_time_seconds, 120);
         assert_eq!(cfg(&[("rampUpTime", "1500ms")]).unwrap().ramp_up_time_seconds, 1);
-        assert!(RateSourceFormat.create("x", None, &sluice_engine::Options::new()).is_err());
+        assert!(RateSourceFormat.create("x", None, &Options::new()).is_err());
     }
 
     #[test]
@@ -387,7 +408,7 @@ mod tests {
         let ck = Checkpoint::in_memory().unwrap();
         let ctx = SourceContext { checkpoint: &ck, index: 0 };
         ck.log::<Value>("sources/0").add(0, &Value::from(1_000_000i64)).unwrap();
-        let src = RateSource::new(4).num_partitions(2);
+        let src = RateSource::new(4).num_partitions(2).provider().unwrap();
         let mut s = src.create().unwrap();
         s.initialize(ctx).unwrap();
         let df = s.get_batch(ctx, Some(&Value::from(1)), &Value::from(3)).unwrap();

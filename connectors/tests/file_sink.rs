@@ -8,8 +8,8 @@ use std::path::Path;
 use polars::prelude::*;
 use sluice_engine::checkpoint::CheckpointError;
 use sluice_engine::{OutputMode, Sink, SinkContext, SluiceError};
-use sluice_sinks::file::METADATA_DIR;
-use sluice_sinks::{manifest_entry_path, read_manifest, read_output, FileFormat, FileSink};
+use sluice_connectors::METADATA_DIR;
+use sluice_connectors::{manifest_entry_path, read_manifest, read_output, FileFormat, FileSink};
 
 /// 2024-01-01T00:05:00Z in microseconds.
 const T0: i64 = 1_704_067_500_000_000;
@@ -322,4 +322,31 @@ fn no_manifest_means_no_output() {
     let dir = tempfile::tempdir().unwrap();
     assert!(read_manifest(dir.path()).unwrap().is_empty());
     assert_eq!(read_output(dir.path()).unwrap().height(), 0);
+}
+
+/// Timestamps are tagged UTC once, by the engine's interop, before any format sees them:
+/// the manifest records the type written, for top-level columns and struct fields.
+#[test]
+fn written_timestamps_carry_the_utc_tag_of_interop() {
+    let dir = tempfile::tempdir().unwrap();
+    let utc = arrow::datatypes::DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Microsecond,
+        Some(sluice_engine::interop::UTC_TAG.into()),
+    );
+    for format in FileFormat::ALL {
+        let out = dir.path().join(format.name());
+        let mut s = sink(&out, format);
+        s.add_batch(0, &batch(0, 2)).unwrap();
+        let entry = read_manifest(&out).unwrap().remove(0);
+        let schema = entry.files[0].arrow_schema().unwrap().unwrap();
+        assert_eq!(schema.field_with_name("t").unwrap().data_type(), &utc, "{format}");
+        let start = match format {
+            FileFormat::Csv => schema.field_with_name("window_start").unwrap().data_type().clone(),
+            _ => match schema.field_with_name("window").unwrap().data_type() {
+                arrow::datatypes::DataType::Struct(fields) => fields[0].data_type().clone(),
+                other => panic!("{format}: window is {other}"),
+            },
+        };
+        assert_eq!(start, utc, "{format}");
+    }
 }
