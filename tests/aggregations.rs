@@ -464,3 +464,96 @@ fn restart_after_every_batch_gives_the_uninterrupted_output() {
         assert_eq!(common::read_batch_files(&out).unwrap(), expected, "{name}: restarted output");
     }
 }
+
+/// An aggregation after flat_map_groups_with_state in append mode (Spark 3.5 allows it
+/// when the aggregation's input carries a watermark again: groups-with-state output is not
+/// bound to one): per batch each user's rows become one (user, time, n) row, re-watermarked
+/// and counted per 20-minute window. Every window the watermark closed equals the static
+/// aggregation of those rows; progress reports both operators.
+#[test]
+fn aggregation_after_flat_map_groups_with_state() {
+    let schema = common::schema(&[("user", DataType::String), ("time", common::ts()), ("n", DataType::Int64)]);
+    let session = Session::new();
+    let stream = sluice::connectors::MemoryStream::new(schema.clone().into());
+    let out_schema = schema.clone();
+    let per_user = stream
+        .to_df(&session)
+        .with_watermark("time", "10 minutes")
+        .unwrap()
+        .group_by([col("user")])
+        .flat_map_groups_with_state(
+            OutputMode::Append,
+            GroupStateTimeout::NoTimeout,
+            out_schema.clone(),
+            move |key: &GroupKey, rows: DataFrame, _state: &mut GroupState<i64>| {
+                let t = rows.column("time")?.as_materialized_series().max_reduce()?.into_value().into_static();
+                Ok(DataFrame::new(
+                    1,
+                    vec![
+                        Column::new("user".into(), [key.str(0)]),
+                        Column::new_scalar("time".into(), polars::prelude::Scalar::new(common::ts(), t), 1),
+                        Column::new("n".into(), [rows.height() as i64]),
+                    ],
+                )?)
+            },
+        );
+    let windows = per_user
+        .with_watermark("time", "30 minutes")
+        .unwrap()
+        .group_by([window(col("time"), "20 minutes", None, None).unwrap()])
+        .agg([col("n").sum().alias("edits"), len().alias("rows")]);
+    let table = sluice::connectors::MemoryTable::new();
+    let q = windows
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .progress(ProgressDisplay::Off)
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z, µs
+    let mut emitted_rows: Vec<(String, i64, i64)> = Vec::new();
+    for k in 0..12i64 {
+        let users = ["a", "b", "c"];
+        let mut u = Vec::new();
+        let mut t = Vec::new();
+        for (i, user) in users.iter().enumerate().take(1 + (k as usize % 3)) {
+            for j in 0..=i as i64 {
+                u.push(*user);
+                t.push(base + (k * 10 + j) * 60_000_000);
+            }
+        }
+        for user in users.iter().take(1 + (k as usize % 3)) {
+            let ts: Vec<i64> = u.iter().zip(&t).filter(|(x, _)| *x == user).map(|(_, t)| *t).collect();
+            emitted_rows.push((user.to_string(), *ts.iter().max().unwrap(), ts.len() as i64));
+        }
+        let n = vec![1i64; u.len()];
+        let df = df!("user" => u, "time" => t, "n" => n).unwrap().lazy().with_column(col("time").cast(common::ts())).collect().unwrap();
+        stream.add_data(df).unwrap();
+        q.process_all_available().unwrap();
+    }
+    let last = q.last_progress().unwrap();
+    assert_eq!(last.state_operators.len(), 2, "both operators report progress: {:?}", last.state_operators);
+    q.stop().unwrap();
+    // The windows closed by the final watermark, computed statically from the emitted rows.
+    let wm_us = chrono::DateTime::parse_from_rfc3339(&last.event_time["watermark"]).unwrap().timestamp_micros();
+    let window_us = 20 * 60_000_000;
+    let mut expected: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for (_, t, n) in &emitted_rows {
+        let start = t - t.rem_euclid(window_us);
+        if start + window_us <= wm_us {
+            let e = expected.entry(start).or_default();
+            e.0 += n;
+            e.1 += 1;
+        }
+    }
+    let got = table.to_df().unwrap().unwrap();
+    let starts = got.column("window").unwrap().struct_().unwrap().field_by_name("start").unwrap().cast(&DataType::Int64).unwrap();
+    let mut actual: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for i in 0..got.height() {
+        let e = got.column("edits").unwrap().i64().unwrap().get(i).unwrap();
+        let r = got.column("rows").unwrap().i64().unwrap().get(i).unwrap();
+        actual.insert(starts.i64().unwrap().get(i).unwrap(), (e, r));
+    }
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(actual, expected);
+}
