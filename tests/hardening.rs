@@ -394,3 +394,48 @@ fn csv_rows_with_extra_or_missing_fields_follow_sparks_parse_modes() {
     let err = read_stream_rows("csv", &dir, common::channels_schema(), &opts).unwrap_err().to_string();
     assert!(err.contains("channels.csv at line 2"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 4: a deleted or damaged manifest entry
+
+#[test]
+fn a_deleted_or_damaged_manifest_entry_fails_the_sink_and_every_reader() {
+    let work = tempfile::tempdir().unwrap();
+    let (input, out, ck) = (work.path().join("in"), work.path().join("out"), work.path().join("ck"));
+    let files: Vec<(String, Vec<u8>)> =
+        (0..4).map(|i| (format!("part-{i:05}.json"), id_lines(i * 5, i * 5 + 5).into_bytes())).collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    write_files(&input, &refs);
+    copy_job(&input, &out, &ck, &[]).unwrap();
+    assert_eq!(output_ids(&out), (0..20).collect::<Vec<_>>());
+    let entry = |n: u64| sluice::connectors::manifest_entry_path(&out, n);
+    let readers = |out: &Path| -> Vec<(&'static str, String)> {
+        let stream = read_stream_rows("json", out, id_schema(), &[]).map(|_| ()).unwrap_err().to_string();
+        let static_read = FileSource::json(out).schema(id_schema()).read_static().map(|_| ()).unwrap_err().to_string();
+        let output = sluice::connectors::read_output(out).map(|_| ()).unwrap_err().to_string();
+        vec![("file source", stream), ("static reader", static_read), ("read_output", output)]
+    };
+
+    // Deleted: the sink at restart and every reader name the missing entry.
+    let saved = std::fs::read(entry(1)).unwrap();
+    std::fs::remove_file(entry(1)).unwrap();
+    write_files(&input, &[("part-00004.json", id_lines(20, 25).into())]);
+    let err = copy_job(&input, &out, &ck, &[]).unwrap_err().to_string();
+    assert!(err.contains("_sluice_metadata/1") && err.contains("missing"), "sink at restart: {err}");
+    for (who, err) in readers(&out) {
+        assert!(err.contains("_sluice_metadata/1") && err.contains("missing"), "{who}: {err}");
+    }
+
+    // One flipped byte: Corrupt, naming the entry.
+    let mut flipped = saved.clone();
+    flipped[5] ^= 0x01;
+    std::fs::write(entry(1), &flipped).unwrap();
+    for (who, err) in readers(&out) {
+        assert!(err.contains("_sluice_metadata/1") && err.contains("checksum"), "{who}: {err}");
+    }
+
+    // Restored: the restart goes on, nothing lost or repeated.
+    std::fs::write(entry(1), &saved).unwrap();
+    copy_job(&input, &out, &ck, &[]).unwrap();
+    assert_eq!(output_ids(&out), (0..25).collect::<Vec<_>>());
+}
