@@ -23,13 +23,16 @@
 //! fresh output and checkpoint, and every round must equal the reference. The numbers
 //! (kills per job, runs, time) are printed.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-
 #[cfg(feature = "kafka")]
 #[path = "../examples/kafka_wiki.rs"]
 #[allow(dead_code)]
 mod kafka_wiki;
+// kafka_wiki includes the shared job code; include it once.
+#[cfg(feature = "kafka")]
+use kafka_wiki::common;
+#[cfg(not(feature = "kafka"))]
+#[path = "../examples/common/mod.rs"]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
