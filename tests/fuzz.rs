@@ -4,8 +4,9 @@
 //! * **Input lines** (`input_lines_never_panic_and_errors_name_the_file`): JSON lines and
 //!   CSV files mutated at random (bytes flipped, replaced by JSON/CSV syntax, inserted,
 //!   deleted, chunks repeated, deep nesting spliced in) and read through the file source's
-//!   decoders (`read_static`, the path every micro-batch takes) under each parse mode, a
-//!   gzip-compressed copy, and the same values through `from_json`. PERMISSIVE keeps one
+//!   decoders (`read_static`, the path every micro-batch takes) under each parse mode,
+//!   compressed copies (every codec, some damaged), and the same values through
+//!   `from_json`. PERMISSIVE keeps one
 //!   row per non-blank JSON line; FAILFAST errors name the file and line. A few mutated
 //!   directories also go through a streaming query.
 //! * **Checkpoint files the engine writes** (`every_byte_of_checkpoint_files_is_checked`):
@@ -117,12 +118,38 @@ fn non_blank_lines(bytes: &[u8]) -> usize {
     bytes.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` compressed with the codec of extension `ext`.
+fn compress(ext: &str, bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
+    match ext {
+        "gz" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        "zst" => zstd::encode_all(bytes, 1).unwrap(),
+        "bz2" => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            // Hadoop's Lz4Codec block stream: uncompressed length, compressed length, block.
+            let block = lz4_flex::block::compress(bytes);
+            let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
+            out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            out.extend_from_slice(&block);
+            out
+        }
+    }
 }
+
+const CODECS: [&str; 5] = ["gz", "deflate", "zst", "bz2", "lz4"];
 
 /// Reads `file` with the file source's decoders in `mode`, catching panics.
 fn read(format: &str, file: &Path, mode: ParseMode) -> std::thread::Result<sluice::Result<DataFrame>> {
@@ -138,7 +165,6 @@ fn read(format: &str, file: &Path, mode: ParseMode) -> std::thread::Result<sluic
 /// Runs the mutation loop for one format; returns (mutations, reads, errors).
 fn fuzz_format(format: &str, seed_text: &str, dir: &Path, rng: &mut Rng, kept: &mut Vec<Vec<u8>>) -> (usize, usize, usize) {
     let file = dir.join(format!("input.{format}"));
-    let gz = dir.join(format!("input.{format}.gz"));
     let name = file.file_name().unwrap().to_str().unwrap().to_string();
     let (mut mutations, mut reads, mut errors) = (0, 0, 0);
     let started = Instant::now();
@@ -167,21 +193,24 @@ fn fuzz_format(format: &str, seed_text: &str, dir: &Path, rng: &mut Rng, kept: &
                 }
             }
         }
-        // The same bytes compressed, and the compressed bytes damaged.
-        if mutations % 8 == 0 {
-            let mut compressed = gzip(&bytes);
-            if mutations % 16 == 0 {
+        // The same bytes compressed with each codec in turn, and the compressed bytes
+        // damaged (every other time).
+        if mutations % 4 == 0 {
+            let ext = CODECS[(mutations / 4) % CODECS.len()];
+            let mut compressed = compress(ext, &bytes);
+            if mutations % 8 == 0 {
                 let at = rng.below(compressed.len());
                 compressed[at] ^= 1 << rng.below(8);
             }
-            std::fs::write(&gz, &compressed).unwrap();
+            let path = dir.join(format!("{name}.{ext}"));
+            std::fs::write(&path, &compressed).unwrap();
             reads += 1;
-            let result = read(format, &gz, ParseMode::DropMalformed).expect("no panic on compressed input");
+            let result = read(format, &path, ParseMode::DropMalformed).expect("no panic on compressed input");
             if let Err(e) = result {
                 errors += 1;
-                assert!(e.to_string().contains(&format!("{name}.gz")), "{e}");
+                assert!(e.to_string().contains(&format!("{name}.{ext}")), "{e}");
             }
-            std::fs::remove_file(&gz).unwrap();
+            std::fs::remove_file(&path).unwrap();
         }
         if kept.len() < 40 && mutations % 25 == 0 {
             kept.push(bytes);

@@ -76,7 +76,10 @@ use crate::formats::{FileFormat, ParseMode, compression, csv, json, parquet};
 /// query starts, as options nothing used.
 ///
 /// Files taken: the regular files directly in the directory whose names start with
-/// neither `.` nor `_`, oldest (modification time, then path) first. When the directory
+/// neither `.` nor `_`, oldest (modification time, then path) first. JSON and CSV files
+/// ending in `.gz`, `.deflate`, `.zst`, `.bz2` or `.lz4` are decompressed (see
+/// [`crate::formats::compression`]); other compressed files are refused, never read as
+/// text. When the directory
 /// holds a `_sluice_metadata` manifest (the output of a file sink), only the files its
 /// entries list are taken (Spark's `MetadataLogFileIndex`); other files there, such as
 /// part files orphaned by a crashed batch, are ignored, and a corrupt manifest entry is

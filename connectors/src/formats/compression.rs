@@ -132,7 +132,9 @@ fn hadoop_lz4_blocks(mut bytes: &[u8], out: &mut Vec<u8>) -> std::io::Result<()>
             let (chunk, rest) = bytes.split_at(chunk_len);
             bytes = rest;
             let before = out.len();
-            out.resize(before + (block_len - done), 0);
+            // An LZ4 block expands at most 255 times: a damaged length cannot make a
+            // huge allocation.
+            out.resize(before + (block_len - done).min(chunk_len.saturating_mul(255) + 16), 0);
             let n = lz4_flex::block::decompress_into(chunk, &mut out[before..])
                 .map_err(|e| invalid(format!("LZ4 block: {e}")))?;
             out.truncate(before + n);
