@@ -29,8 +29,8 @@
 //! both variants (`drop_duplicates` with the event time among the keys, and
 //! `drop_duplicates_within_watermark`); `StreamingSymmetricHashJoinExec`, a full outer
 //! join with a time-range condition; `FlatMapGroupsWithStateExec` with an event-time
-//! timeout. Each is built through its public constructor. Nothing is excluded: every
-//! operator keeps its state in the checkpoint.
+//! timeout. Each is built through its public constructor. No stateful operator is
+//! excluded (the stream-static join keeps no state and is not a `StatefulOperator`).
 
 #[path = "support/rows.rs"]
 mod rows;
