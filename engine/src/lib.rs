@@ -19,7 +19,8 @@
 //!   [`DataStreamWriter`], [`window`], ...).
 //! * [`plan`]: the logical plan, Spark's analysis rules, the physical plan.
 //! * [`execution`]: the trigger loop ([`execution::micro_batch`]), starting and recovery
-//!   ([`execution::recovery`]), the query handle, progress.
+//!   ([`execution::recovery`]), the query handle, progress, the session's
+//!   [`StreamingQueryManager`] and its [`StreamingQueryListener`]s.
 //! * [`operators`]: each stateful operator, with the [`StatefulOperator`] trait.
 //! * [`state`]: the state store and the keyed state every operator keeps.
 //! * [`time`]: intervals, event time, watermarks, clocks.
@@ -42,15 +43,18 @@ pub mod state;
 pub mod time;
 
 pub use api::{
-    interval, session_window, window, CheckpointLocation, DataStreamReader, DataStreamWriter, EngineSession,
-    GroupedStreamingDataFrame, OutputMode, StreamingDataFrame, Trigger,
+    interval, session_window, window, CheckpointLocation, DataFrameReader, DataStreamReader, DataStreamWriter,
+    EngineSession, GroupedStreamingDataFrame, OutputMode, StreamingDataFrame, Trigger,
 };
 pub use connector::{
     ForeachBatchSink, Offset, Options, Sink, SinkContext, SinkProvider, Source, SourceContext, SourceFormat, SourceProvider,
     SourceProviderRef,
 };
 pub use error::{Result, SluiceError};
-pub use execution::{ProgressDisplay, StreamingQuery, StreamingQueryProgress};
+pub use execution::{
+    ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, StreamingQuery,
+    StreamingQueryListener, StreamingQueryManager, StreamingQueryProgress,
+};
 pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use operators::join::StreamJoinType;
 pub use operators::{StateOperatorProgress, StatefulOperator};
