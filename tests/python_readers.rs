@@ -6,7 +6,6 @@
 //! `python3`). Without Python the test says so and passes.
 
 #[path = "../examples/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;

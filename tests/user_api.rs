@@ -15,7 +15,6 @@
 //!   outer).
 
 #[path = "../examples/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;
@@ -228,7 +227,7 @@ fn idle_events_names_and_listener_removal() {
     // A second query of the same name is refused while the first runs (Spark's rule),
     // before it touches anything.
     let again = memory.to_df(&session).write_stream().query_name("idle").format("memory").start();
-    let e = again.err().expect("same name twice");
+    let e = again.expect_err("same name twice");
     assert!(e.to_string().contains("a query with that name is already active"), "{e}");
 
     let as_dyn: Arc<dyn StreamingQueryListener> = recorder.clone();
