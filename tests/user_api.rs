@@ -550,3 +550,108 @@ fn errors_debug_print_their_message() {
     assert!(debug.starts_with("analysis error: cannot set a watermark on \"time\": no such column"), "{debug}");
     assert!(!debug.contains("Analysis {"), "{debug}");
 }
+
+/// Every scalar type the sink writes reads back without a schema, with its type; in JSON
+/// and CSV a duration is ISO 8601 text (`PT1S`), so it reads back as that string.
+#[test]
+fn scalar_types_read_back_with_their_types() {
+    let mut df = df!(
+        "id" => [1i64, 2],
+        "b" => [Some(true), None],
+        "i32" => [1i32, -2],
+        "u32" => [1u32, 2],
+        "u64" => [1u64, u64::MAX],
+        "f32" => [1.5f32, -2.5],
+        "f64" => [1.5f64, 1e300],
+        "s" => [Some("x, \"quoted\""), None],
+    )
+    .unwrap();
+    df.with_column(Column::new("d".into(), [19_000i32, 19_001]).cast(&DataType::Date).unwrap()).unwrap();
+    df.with_column(Column::new("dur".into(), [1_000_000i64, 2]).cast(&DataType::Duration(TimeUnit::Microseconds)).unwrap()).unwrap();
+    df.with_column(Column::new("t".into(), [BASE_US, BASE_US + 1]).cast(&common::ts()).unwrap()).unwrap();
+    for format in ["parquet", "json", "csv"] {
+        let dir = tempfile::tempdir().unwrap();
+        let session = Session::new();
+        let stream = MemoryStream::new(df.schema().clone());
+        let q = stream
+            .to_df(&session)
+            .write_stream()
+            .format(format)
+            .option("path", dir.path().join("out").display())
+            .progress(ProgressDisplay::Off)
+            .start()
+            .unwrap();
+        stream.add_data(df.clone()).unwrap();
+        q.process_all_available().unwrap();
+        q.stop().unwrap();
+        let back = session.read().format(format).load(dir.path().join("out")).unwrap();
+        let mut want = df.clone();
+        if format != "parquet" {
+            want.with_column(Column::new("dur".into(), ["PT1S", "PT0.000002S"])).unwrap();
+        }
+        assert_frames_equal(&back, &want, format);
+    }
+}
+
+/// Stops the query it hears about: at its start, or after batch `at_batch`.
+struct Stopper {
+    manager: StreamingQueryManager,
+    at_batch: Option<u64>,
+    stopped: Mutex<Vec<String>>,
+}
+
+impl Stopper {
+    fn stop(&self, id: &str) {
+        if let Some(q) = self.manager.get(id) {
+            q.stop().unwrap();
+            self.stopped.lock().unwrap().push(id.to_string());
+        }
+    }
+}
+
+impl StreamingQueryListener for Stopper {
+    fn on_query_started(&self, e: &QueryStartedEvent) {
+        if self.at_batch.is_none() {
+            self.stop(&e.id);
+        }
+    }
+    fn on_query_progress(&self, e: &QueryProgressEvent) {
+        if self.at_batch == Some(e.progress.batch_id) {
+            self.stop(&e.progress.id);
+        }
+    }
+}
+
+/// A listener may stop a query, from its start event or a progress event, without
+/// deadlocking the bus, the query or `start()`.
+#[test]
+fn a_listener_can_stop_the_query_it_hears_about() {
+    for at_batch in [None, Some(1)] {
+        let session = Session::new();
+        let stopper =
+            Arc::new(Stopper { manager: session.streams().clone(), at_batch, stopped: Mutex::new(Vec::new()) });
+        session.streams().add_listener(stopper.clone());
+        let memory = MemoryStream::new(readings(&[]).schema().as_ref().clone());
+        let q = memory
+            .to_df(&session)
+            .write_stream()
+            .format("memory")
+            .query_name("stopped")
+            .progress(ProgressDisplay::Off)
+            .start()
+            .unwrap();
+        for i in 0..5 {
+            if !q.is_active() {
+                break;
+            }
+            memory.add_data(readings(&[i])).unwrap();
+            q.process_all_available().unwrap();
+        }
+        q.await_termination().unwrap();
+        assert!(!q.is_active());
+        assert_eq!(*stopper.stopped.lock().unwrap(), [q.id().to_string()], "{at_batch:?}");
+        if let Some(b) = at_batch {
+            assert!(q.recent_progress().len() as u64 > b, "{at_batch:?}");
+        }
+    }
+}

@@ -92,7 +92,8 @@ use crate::formats::{FileFormat, ParseMode, csv, json, parquet};
 /// for JSON (Spark's rules: numbers, booleans, strings, arrays, objects; timestamps stay
 /// strings), and every column a string for CSV (Spark's default; `inferSchema=true`
 /// infers types, `header=true` takes the names from the first line, else `_c0`, `_c1`,
-/// ...).
+/// ...). Durations, which the JSON and CSV sinks write as ISO 8601 text (`PT1.5S`), read
+/// back from those formats as that text.
 ///
 /// Files taken: the regular files directly in the directory whose names start with
 /// neither `.` nor `_`, oldest (modification time, then path) first. When the directory

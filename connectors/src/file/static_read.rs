@@ -107,7 +107,7 @@ fn infer_schema(
     };
     let mut fields = Vec::with_capacity(arrow.fields().len());
     for f in arrow.fields() {
-        let Some(dt) = readable_arrow_type(f.data_type()) else {
+        let Some(dt) = readable_arrow_type(kind, f.data_type()) else {
             return Err(SluiceError::InvalidArgument(format!(
                 "column {:?} of {} has type {}, which Sluice cannot read; give a schema without it (.schema(..))",
                 f.name(),

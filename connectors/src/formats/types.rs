@@ -122,15 +122,20 @@ pub fn file_arrow_type(kind: FileFormat, name: &str, dtype: &DataType) -> Result
     })
 }
 
-/// The Arrow type that holds what a file's `dt` holds and that the file sources decode
-/// (the inverse direction of [`file_arrow_type`], for schemas inferred from files):
-/// timestamps naive (their values are UTC instants), views and large types as their
-/// plain forms, nulls as strings (Spark infers an all-null JSON field as a string),
-/// small integers widened. `None` for a type with no such counterpart.
-pub(crate) fn readable_arrow_type(dt: &ArrowDataType) -> Option<ArrowDataType> {
+/// The Arrow type that holds what a `kind` file's `dt` holds and that the file sources
+/// decode (the inverse direction of [`file_arrow_type`], for schemas inferred from files
+/// or recorded by the sink's manifest): timestamps naive (their values are UTC
+/// instants), views and large types as their plain forms, nulls as strings (Spark infers
+/// an all-null JSON field as a string), small integers widened; in JSON and CSV, where
+/// the sink writes durations as ISO 8601 text (`PT1.5S`), durations as strings. `None`
+/// for a type with no such counterpart.
+pub(crate) fn readable_arrow_type(kind: FileFormat, dt: &ArrowDataType) -> Option<ArrowDataType> {
     let item = |f: &ArrowField| -> Option<Arc<ArrowField>> {
-        Some(Arc::new(ArrowField::new(f.name(), readable_arrow_type(f.data_type())?, true)))
+        Some(Arc::new(ArrowField::new(f.name(), readable_arrow_type(kind, f.data_type())?, true)))
     };
+    if matches!(dt, ArrowDataType::Duration(_)) && kind != FileFormat::Parquet {
+        return Some(ArrowDataType::Utf8);
+    }
     Some(match dt {
         ArrowDataType::Null | ArrowDataType::Utf8View | ArrowDataType::LargeUtf8 => ArrowDataType::Utf8,
         ArrowDataType::Int8 | ArrowDataType::Int16 => ArrowDataType::Int32,

@@ -36,8 +36,9 @@ struct QueryHandle {
 
 /// Starts the query `spec` on a new thread named `sluice-query-<name or id>`: plans and
 /// restores it on the calling thread (so analysis and checkpoint errors return here),
-/// registers it with the session's [`StreamingQueryManager`](super::StreamingQueryManager),
-/// delivers [`QueryStartedEvent`] to the listeners, then runs batches until it stops.
+/// registers it with the session's [`StreamingQueryManager`](super::StreamingQueryManager)
+/// and posts [`QueryStartedEvent`]; the thread runs batches until the query stops, and
+/// this returns once the listeners have seen the started event.
 ///
 /// # Errors
 /// [`SluiceError::Analysis`] for an invalid query or a name already used by an active
@@ -68,8 +69,10 @@ pub fn start(spec: QuerySpec) -> Result<StreamingQuery> {
     };
     manager.register(&query)?;
     let started = QueryStartedEvent { id: id.clone(), run_id: run_id.clone(), name: name.clone(), timestamp: now_rfc3339() };
+    // Posted before the thread runs, so that it comes before the first batch's progress;
+    // waited for once the thread runs, so that a listener may stop the query from
+    // on_query_started.
     let started_seq = bus.post(QueryEvent::Started(started), &shared);
-    bus.wait_delivered(started_seq);
 
     let thread_shared = shared.clone();
     let thread_manager = manager.clone();
@@ -106,6 +109,7 @@ pub fn start(spec: QuerySpec) -> Result<StreamingQuery> {
         }
     };
     *query.inner.thread.lock().expect("thread lock") = Some(thread);
+    query.inner.bus.wait_delivered(started_seq);
     Ok(query)
 }
 
