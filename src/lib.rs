@@ -52,7 +52,7 @@ use sluice_connectors::{MemoryTable, MemoryTables};
 /// `DataType`, `DataFrame`, `df!`, ...) and Sluice's types, every one a README snippet
 /// uses.
 ///
-/// Sluice's join type is [`StreamJoinType`](sluice_engine::StreamJoinType); `JoinType`
+/// Sluice's join type is [`StreamJoinType`]; `JoinType`
 /// in this prelude is Polars' own (for Polars joins of static frames).
 pub mod prelude {
     pub use polars::prelude::*;

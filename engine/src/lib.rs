@@ -11,12 +11,14 @@
 //!  execution/  StreamingQuery (handle) ◄── MicroBatchExecution (own thread): per batch
 //!              offsets/N ─► sources (connector/) ─Arrow→Polars─► PhysicalPlan ─► sink
 //!              ─► state deltas ─► commits/N ─► next watermark (time/)
+//!              ─► progress ─► session's listener bus ─► StreamingQueryListeners
+//!  api/        EngineSession ─read()─► DataFrameReader ─► SourceFormat::read_static ─► DataFrame
 //!  operators/  aggregate · session_window · dedup · join · group_state, each on a
 //!  state/      KeyedState over a partitioned, versioned StateStore in the checkpoint
 //! ```
 //!
 //! * [`api`]: what users call ([`EngineSession`], [`StreamingDataFrame`],
-//!   [`DataStreamWriter`], [`window`], ...).
+//!   [`DataStreamWriter`], [`window`], the static [`DataFrameReader`], ...).
 //! * [`plan`]: the logical plan, Spark's analysis rules, the physical plan.
 //! * [`execution`]: the trigger loop ([`execution::micro_batch`]), starting and recovery
 //!   ([`execution::recovery`]), the query handle, progress, the session's
