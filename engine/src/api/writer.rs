@@ -158,6 +158,7 @@ impl DataStreamWriter {
             progress: self.progress,
             clock: self.clock,
             warnings: self.warnings,
+            manager: self.df.session().streams().clone(),
         })
     }
 }
