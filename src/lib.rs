@@ -40,8 +40,8 @@
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_engine as engine;
 pub use sluice_engine::{
-    interval, session_window, window, DataStreamReader, DataStreamWriter, StreamJoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
-    StreamingQuery, StreamingQueryProgress, Trigger,
+    interval, session_window, window, DataStreamReader, DataStreamWriter, StreamJoinType, OutputMode, ProgressDisplay, Result, SluiceError, SqlFrame,
+    StaticViewExt, StreamingDataFrame, StreamingQuery, StreamingQueryProgress, Trigger,
 };
 pub use sluice_connectors as connectors;
 
@@ -53,7 +53,7 @@ pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
         interval, session_window, window, Clock, GroupKey, GroupState, GroupStateTimeout, StreamJoinType,
-        ManualClock, OutputMode, ProgressDisplay, StreamingDataFrame, StreamingQuery, Trigger,
+        ManualClock, OutputMode, ProgressDisplay, SqlFrame, StaticViewExt, StreamingDataFrame, StreamingQuery, Trigger,
     };
 
     pub use sluice_connectors::{from_json, to_json};

@@ -15,6 +15,10 @@ pub enum SluiceError {
     /// The query is invalid (Spark's `AnalysisException`).
     #[error("analysis error: {message}")]
     Analysis { message: String },
+    /// A SQL text does not parse (Spark's `ParseException`): `line` and `column` count
+    /// from 1; the message quotes the text with a caret under the position.
+    #[error("{message}")]
+    Parse { message: String, line: u64, column: u64 },
     /// A checkpoint file is missing, corrupt, or conflicts with this query.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
