@@ -16,13 +16,13 @@ use std::cell::RefCell;
 use polars::prelude::*;
 use sqlparser::ast::{
     BinaryOperator, DataType as SqlType, DateTimeField, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Spanned, TrimWhereField, UnaryOperator, Value,
+    FunctionArguments, TrimWhereField, UnaryOperator, Value,
 };
 
 use super::functions;
 use super::resolve::{error_at, quote, Scope};
 use crate::time::interval::parse_interval_micros;
-use crate::{Result, SluiceError};
+use crate::Result;
 
 /// The µs timestamp type of the engine.
 pub(crate) fn ts_type() -> DataType {

@@ -66,6 +66,10 @@ impl Dialect for SluiceDialect {
     fn require_interval_qualifier(&self) -> bool {
         false
     }
+    /// Spark reads `'\\.'` as `\.` (`spark.sql.parser.escapedStringLiterals` is false).
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        true
+    }
     fn parse_infix(&self, parser: &mut Parser, expr: &Expr, precedence: u8) -> Option<Result<Expr, ParserError>> {
         SparkSqlDialect.parse_infix(parser, expr, precedence)
     }

@@ -22,6 +22,7 @@
 //! join (or a RIGHT JOIN) is swapped to the right, the side the engine wants it on.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use polars::prelude::*;
 use sqlparser::ast::{
@@ -35,6 +36,7 @@ use super::resolve::{error_at, quote, suggestions, Field, Scope};
 use super::{SqlFrame, View};
 use crate::api::{EngineSession, StreamingDataFrame};
 use crate::operators::join::StreamJoinType;
+use crate::plan::LogicalPlan;
 use crate::{Result, SluiceError};
 
 /// A relation being planned: a stream or a static lazy frame.
@@ -63,7 +65,7 @@ impl Rel {
     }
     fn filter(self, p: Expr) -> Rel {
         match self {
-            Rel::Stream(df) => Rel::Stream(df.filter(p)),
+            Rel::Stream(df) => Rel::Stream(StreamingDataFrame::new(filter_stream(df.plan(), p), df.session().clone())),
             Rel::Static(lf) => Rel::Static(lf.filter(p)),
         }
     }
@@ -136,6 +138,40 @@ impl Rel {
             )),
             Rel::Static(lf) => Ok(Rel::Static(lf.limit(n.min(IdxSize::MAX as u64) as IdxSize))),
         }
+    }
+}
+
+/// `Filter(predicate)` over `plan`, with Spark's optimizer rule for a filter on a
+/// watermarked input (`PushPredicateThroughNonJoin`): the conjuncts that do not read the
+/// event-time column go below the `with_watermark`, so the watermark follows the rows
+/// that pass them, as in Spark (and Spark's JSON scan then counts only those rows as
+/// input).
+fn filter_stream(plan: &Arc<LogicalPlan>, predicate: Expr) -> Arc<LogicalPlan> {
+    if let LogicalPlan::Watermark { input, column, delay_ms } = plan.as_ref() {
+        let mut parts = vec![];
+        split_and(&predicate, &mut parts);
+        let (down, up): (Vec<Expr>, Vec<Expr>) = parts
+            .into_iter()
+            .partition(|p| !polars_plan::utils::expr_to_leaf_column_names(p).iter().any(|c| c.as_str() == column));
+        if let Some(down) = and_all(down) {
+            let below = filter_stream(input, down);
+            let wm = Arc::new(LogicalPlan::Watermark { input: below, column: column.clone(), delay_ms: *delay_ms });
+            return match and_all(up) {
+                Some(up) => Arc::new(LogicalPlan::Filter { input: wm, predicate: up }),
+                None => wm,
+            };
+        }
+    }
+    Arc::new(LogicalPlan::Filter { input: plan.clone(), predicate })
+}
+
+fn split_and(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryExpr { left, op: Operator::And | Operator::LogicalAnd, right } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        other => out.push(other.clone()),
     }
 }
 
