@@ -161,7 +161,7 @@ impl<'a> Translator<'a> {
             }
         }
         match e {
-            SqlExpr::Identifier(id) => self.column(&[id.value.clone()], e),
+            SqlExpr::Identifier(id) => self.column(std::slice::from_ref(&id.value), e),
             SqlExpr::CompoundIdentifier(ids) => self.column(&ids.iter().map(|i| i.value.clone()).collect::<Vec<_>>(), e),
             SqlExpr::Value(v) => value(&v.value, e),
             SqlExpr::Nested(inner) => self.expr(inner),

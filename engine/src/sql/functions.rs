@@ -578,7 +578,7 @@ fn now() -> Expr {
     lit(0i64).map(
         |c| {
             let us = chrono::Utc::now().timestamp_micros();
-            Ok(Column::new(c.name().clone(), [us]).cast(&ts_type())?)
+            Column::new(c.name().clone(), [us]).cast(&ts_type())
         },
         |_, f| Ok(Field::new(f.name().clone(), ts_type())),
     )

@@ -43,7 +43,7 @@ use crate::{Result, SluiceError};
 #[derive(Clone)]
 enum Rel {
     Stream(StreamingDataFrame),
-    Static(LazyFrame),
+    Static(Box<LazyFrame>),
 }
 
 /// A planned relation and the names its columns answer to.
@@ -60,19 +60,19 @@ impl Rel {
     fn schema(&self) -> Result<SchemaRef> {
         match self {
             Rel::Stream(df) => df.schema(),
-            Rel::Static(lf) => Ok(lf.clone().collect_schema()?),
+            Rel::Static(lf) => Ok(lf.as_ref().clone().collect_schema()?),
         }
     }
     fn filter(self, p: Expr) -> Rel {
         match self {
             Rel::Stream(df) => Rel::Stream(StreamingDataFrame::new(filter_stream(df.plan(), p), df.session().clone())),
-            Rel::Static(lf) => Rel::Static(lf.filter(p)),
+            Rel::Static(lf) => Rel::Static(Box::new(lf.filter(p))),
         }
     }
     fn select(self, exprs: Vec<Expr>) -> Rel {
         match self {
             Rel::Stream(df) => Rel::Stream(df.select(exprs)),
-            Rel::Static(lf) => Rel::Static(lf.select(exprs)),
+            Rel::Static(lf) => Rel::Static(Box::new(lf.select(exprs))),
         }
     }
     fn aggregate(self, keys: Vec<Expr>, key_names: &[String], aggs: Vec<Expr>, node: &impl Spanned) -> Result<Rel> {
@@ -80,7 +80,7 @@ impl Rel {
             Rel::Stream(df) => Rel::Stream(df.group_by(keys).agg(aggs)),
             Rel::Static(lf) => {
                 if keys.is_empty() {
-                    return Ok(Rel::Static(lf.select(aggs)));
+                    return Ok(Rel::Static(Box::new(lf.select(aggs))));
                 }
                 if keys.iter().any(|k| crate::api::functions::session_window_spec(k).is_some()) {
                     return Err(error_at(node, "session_window over static views is not supported: group a stream by it"));
@@ -103,14 +103,14 @@ impl Rel {
                     lf = lf.filter(col(w.as_str()).is_not_null());
                 }
                 let by: Vec<Expr> = key_names.iter().map(|k| col(k.as_str())).collect();
-                Rel::Static(lf.group_by_stable(by).agg(aggs))
+                Rel::Static(Box::new(lf.group_by_stable(by).agg(aggs)))
             }
         })
     }
     fn distinct(self) -> Result<Rel> {
         Ok(match self {
             Rel::Stream(df) => Rel::Stream(df.drop_duplicates(Vec::<String>::new())?),
-            Rel::Static(lf) => Rel::Static(lf.unique_stable(None, UniqueKeepStrategy::First)),
+            Rel::Static(lf) => Rel::Static(Box::new(lf.unique_stable(None, UniqueKeepStrategy::First))),
         })
     }
     fn sort(self, by: Vec<Expr>, descending: Vec<bool>, nulls_last: Vec<bool>, node: &impl Spanned) -> Result<Rel> {
@@ -120,13 +120,13 @@ impl Rel {
                 "ORDER BY on a stream is not supported yet: it needs the engine's sort after an aggregation in \
                  complete mode (issue 10)",
             )),
-            Rel::Static(lf) => Ok(Rel::Static(lf.sort_by_exprs(
+            Rel::Static(lf) => Ok(Rel::Static(Box::new(lf.sort_by_exprs(
                 by,
                 SortMultipleOptions::default()
                     .with_order_descending_multi(descending)
                     .with_nulls_last_multi(nulls_last)
                     .with_maintain_order(true),
-            ))),
+            )))),
         }
     }
     fn limit(self, n: u64, node: &impl Spanned) -> Result<Rel> {
@@ -136,7 +136,7 @@ impl Rel {
                 "LIMIT on a stream is not supported yet: it needs the engine's limit after an aggregation in \
                  complete mode (issue 10)",
             )),
-            Rel::Static(lf) => Ok(Rel::Static(lf.limit(n.min(IdxSize::MAX as u64) as IdxSize))),
+            Rel::Static(lf) => Ok(Rel::Static(Box::new(lf.limit(n.min(IdxSize::MAX as u64) as IdxSize)))),
         }
     }
 }
@@ -320,7 +320,7 @@ impl<'s> Planner<'s> {
         // FROM
         let input = match s.from.as_slice() {
             [] => Planned {
-                rel: Rel::Static(DataFrame::new(1, vec![Column::new("__one".into(), [1i32])])?.lazy()),
+                rel: Rel::Static(Box::new(DataFrame::new(1, vec![Column::new("__one".into(), [1i32])])?.lazy())),
                 scope: Scope::default(),
             },
             [one] => self.from(one)?,
@@ -645,7 +645,7 @@ impl<'s> Planner<'s> {
                 }
                 let rel = match self.session.view(&view) {
                     Some(View::Stream(plan)) => Rel::Stream(StreamingDataFrame::new(plan, self.session.clone())),
-                    Some(View::Static(df)) => Rel::Static(df.lazy()),
+                    Some(View::Static(df)) => Rel::Static(Box::new(df.lazy())),
                     None => {
                         let mut names = self.session.view_names();
                         names.extend(self.ctes.iter().map(|(n, _)| n.clone()));
@@ -826,7 +826,7 @@ impl<'s> Planner<'s> {
                         "an outer join with a static view supports only equalities between the two sides in ON",
                     ));
                 }
-                let joined_rel = Rel::Stream(a.join_static(b.clone().collect()?, lon, ron, phys_how));
+                let joined_rel = Rel::Stream(a.join_static(b.as_ref().clone().collect()?, lon, ron, phys_how));
                 match cond {
                     Some(c) => joined_rel.filter(c),
                     None => joined_rel,
@@ -843,12 +843,12 @@ impl<'s> Planner<'s> {
                     J::FullOuter => polars::prelude::JoinType::Full,
                     J::LeftSemi => polars::prelude::JoinType::Semi,
                 };
-                let lf = a.clone().join(b.clone(), lon, ron, JoinArgs::new(pjt).with_coalesce(JoinCoalesce::KeepColumns));
+                let lf = a.as_ref().clone().join(b.as_ref().clone(), lon, ron, JoinArgs::new(pjt).with_coalesce(JoinCoalesce::KeepColumns));
                 let lf = match cond {
                     Some(c) => lf.filter(c),
                     None => lf,
                 };
-                Rel::Static(lf)
+                Rel::Static(Box::new(lf))
             }
             (Rel::Static(_), Rel::Stream(_)) => return Err(SluiceError::Internal("a static left side was not swapped".into())),
         };
