@@ -40,7 +40,19 @@ def percentile(values, p):
 
 
 def query(spark, fmt, path):
-    events = spark.readStream.format(fmt).schema(SCHEMA).option("maxFilesPerTrigger", 1).load(path)
+    events = spark.readStream.format(fmt.split("-")[0]).schema(SCHEMA).option("maxFilesPerTrigger", 1).load(path)
+    if fmt.endswith("-stats"):
+        # The statistical variant: moments and a set per window and sensor.
+        return (
+            events.withWatermark("ts", "10 minutes")
+            .groupBy(F.window("ts", "10 minutes", "5 minutes"), "sensor")
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.avg("v").alias("avg"),
+                F.stddev("v").alias("sd"),
+                F.collect_set((F.col("v") / 10).cast("long")).alias("deciles"),
+            )
+        )
     return (
         events.withWatermark("ts", "10 minutes")
         .groupBy(F.window("ts", "10 minutes", "5 minutes"), "sensor")
@@ -113,6 +125,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="folder of JSON lines files")
     ap.add_argument("--parquet", help="folder of Parquet files")
+    ap.add_argument("--stats", help="folder of JSON lines files for the stddev + collect_set variant")
     ap.add_argument("--partitions", default="200,2", help="spark.sql.shuffle.partitions values to run")
     args = ap.parse_args()
     parts = [int(p) for p in args.partitions.split(",") if p]
@@ -126,7 +139,7 @@ def main():
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    for fmt, path in (("json", args.json), ("parquet", args.parquet)):
+    for fmt, path in (("json", args.json), ("parquet", args.parquet), ("json-stats", args.stats)):
         if not path:
             continue
         warm_up(spark, fmt, path)

@@ -6,7 +6,9 @@
 //!    `foreach_batch` sink, with a local checkpoint folder (fsync on);
 //! 2. latency of 1,000-row batches from a `MemoryStream`, with a local checkpoint (fsync
 //!    on) and with `Checkpoint::in_memory()`;
-//! 3. state bytes per aggregation group (`memoryUsedBytes / numRowsTotal` at the peak);
+//! 3. state bytes per aggregation group (`memoryUsedBytes / numRowsTotal` at the peak),
+//!    also of a statistical variant over the JSON files (per window and sensor `n`, `avg`,
+//!    `stddev(v)` and `collect_set(cast(v / 10 as bigint))`): the moments' and the set's cost;
 //! 4. PySpark 3.5 `local[2]` on the same files (`benches/pyspark_windowed_agg.py`), when
 //!    `python3 -c "import pyspark"` works.
 //!
@@ -170,8 +172,23 @@ fn state_peak(progress: &[StreamingQueryProgress]) -> (f64, u64) {
         .map_or((0.0, 0), |s| (s.memory_used_bytes as f64 / s.num_rows_total as f64, s.num_rows_total))
 }
 
-/// Case 1: the file source over `dir`, AvailableNow, one file per batch.
-fn run_files(case: &str, format: &str, dir: &Path, work: &Path) -> anyhow::Result<Measure> {
+/// The statistical variant of the query: per window and sensor `n`, `avg`, `stddev(v)`
+/// and `collect_set(cast(v / 10 as bigint))`.
+fn stats_query(src: StreamingDataFrame) -> anyhow::Result<StreamingDataFrame> {
+    Ok(src
+        .with_watermark("ts", "10 minutes")?
+        .group_by([window(col("ts"), "10 minutes", Some("5 minutes"), None)?, col("sensor")])
+        .agg([
+            len().alias("n"),
+            col("v").mean().alias("avg"),
+            stddev(col("v")).alias("sd"),
+            collect_set((col("v") / lit(10.0)).cast(DataType::Int64)).alias("deciles"),
+        ]))
+}
+
+/// Case 1: the file source over `dir`, AvailableNow, one file per batch; `stats` runs the
+/// statistical variant.
+fn run_files(case: &str, format: &str, dir: &Path, work: &Path, stats: bool) -> anyhow::Result<Measure> {
     let session = Session::new();
     let src = session
         .read_stream()
@@ -179,8 +196,12 @@ fn run_files(case: &str, format: &str, dir: &Path, work: &Path) -> anyhow::Resul
         .schema(common::sensor_schema())
         .option("maxFilesPerTrigger", 1)
         .load(dir)?;
-    let df = common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
-    let ck = work.join(format!("ck-{format}"));
+    let df = if stats {
+        stats_query(src)?
+    } else {
+        common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes"))?
+    };
+    let ck = work.join(format!("ck-{format}-{stats}"));
     let (wall, progress, log) = run_available_now(df, OutputMode::Append, &ck)?;
     Ok(measure(case, wall, &progress, &log))
 }
@@ -315,6 +336,8 @@ fn run_pyspark(json_dir: &Path, parquet_dir: &Path, partitions: &str) -> anyhow:
         .arg(json_dir)
         .arg("--parquet")
         .arg(parquet_dir)
+        .arg("--stats")
+        .arg(json_dir)
         .arg("--partitions")
         .arg(partitions)
         .output()
@@ -361,8 +384,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut results = vec![
-        run_files("json, 20 files, ckpt dir", "json", &json_dir, work.path())?,
-        run_files("parquet, 20 files, ckpt dir", "parquet", &parquet_dir, work.path())?,
+        run_files("json, 20 files, ckpt dir", "json", &json_dir, work.path(), false)?,
+        run_files("parquet, 20 files, ckpt dir", "parquet", &parquet_dir, work.path(), false)?,
+        run_files("json stats (stddev, collect_set)", "json", &json_dir, work.path(), true)?,
     ];
     let mut local = Checkpoint::local(work.path().join("ck-mem-local"))?;
     local.set_fsync(true);
@@ -381,7 +405,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         match run_pyspark(&json_dir, &parquet_dir, &partitions) {
             Ok(runs) => {
-                for (m, format) in results.iter_mut().take(2).zip(["json", "parquet"]) {
+                for (m, format) in results.iter_mut().take(3).zip(["json", "parquet", "json-stats"]) {
                     let mine: Vec<_> = runs.iter().filter(|r| r["format"] == format).collect();
                     let rates: Vec<String> = mine
                         .iter()

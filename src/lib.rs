@@ -52,8 +52,10 @@ use sluice_connectors::{MemoryTable, MemoryTables};
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
-        interval, session_window, window, Clock, GroupKey, GroupState, GroupStateTimeout, StreamJoinType,
-        ManualClock, OutputMode, ProgressDisplay, SqlFrame, StaticViewExt, StreamingDataFrame, StreamingQuery, Trigger,
+        approx_count_distinct, collect_list, collect_set, count_if, first_value, interval, last_value, max_by, min_by,
+        session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time, Clock,
+        GroupKey, GroupState, GroupStateTimeout, ManualClock, OutputMode, ProgressDisplay, SqlFrame, StaticViewExt,
+        StreamJoinType, StreamingDataFrame, StreamingQuery, Trigger,
     };
 
     pub use sluice_connectors::{from_json, to_json};

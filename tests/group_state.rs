@@ -368,7 +368,21 @@ fn unsupported_uses_fail_at_start_with_a_reason() {
     assert!(e.contains("mapGroupsWithState is not supported with Append output mode"), "{e}");
     let chained = fmgws(OutputMode::Update, GroupStateTimeout::NoTimeout, false).group_by([col("key")]).count();
     let e = start_err(chained, OutputMode::Update);
-    assert!(e.contains("together with another stateful operation"), "{e}");
+    assert!(e.contains("flatMapGroupsWithState in update mode is not supported with aggregation"), "{e}");
+    let windows = stream
+        .to_df(&session)
+        .with_watermark("time", "1 minute")
+        .unwrap()
+        .group_by([window(col("time"), "1 minute", None, None).unwrap(), col("key")])
+        .count();
+    let after_agg = windows.group_by([col("key")]).flat_map_groups_with_state(
+        OutputMode::Append,
+        GroupStateTimeout::NoTimeout,
+        count_schema(),
+        |_key: &GroupKey, _rows: DataFrame, _state: &mut GroupState<i64>| Ok(DataFrame::empty_with_schema(&count_schema())),
+    );
+    let e = start_err(after_agg, OutputMode::Append);
+    assert!(e.contains("flatMapGroupsWithState in append mode is not supported after aggregation"), "{e}");
     // The valid combination starts.
     let ok = fmgws(OutputMode::Append, GroupStateTimeout::EventTimeTimeout, true);
     let q = ok.write_stream().output_mode(OutputMode::Append).progress(ProgressDisplay::Off).foreach_batch(|_, _| Ok(())).start().unwrap();

@@ -45,7 +45,8 @@ pub mod state;
 pub mod time;
 
 pub use api::{
-    interval, session_window, window, CheckpointLocation, DataStreamReader, DataStreamWriter, EngineSession,
+    approx_count_distinct, collect_list, collect_set, count_if, first_value, interval, last_value, max_by, min_by,
+    session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time, CheckpointLocation, DataStreamReader, DataStreamWriter, EngineSession,
     GroupedStreamingDataFrame, OutputMode, StreamingDataFrame, Trigger,
 };
 pub use connector::{

@@ -277,3 +277,35 @@ impl StreamingDataFrame {
         self.deduplicate(subset, true)
     }
 }
+
+/// Global aggregation, sorting and limits (Spark's `agg`, `orderBy`, `limit`).
+impl StreamingDataFrame {
+    /// Aggregates the whole stream as one group (Spark's `df.agg(..)` / `groupBy().agg(..)`):
+    /// `group_by([]).agg(aggs)`. The result has exactly one row, also before any input
+    /// (counts 0, other aggregates null), and is emitted in Update output mode every batch,
+    /// in Complete mode as a whole every batch; Append mode is refused at `start()` (the
+    /// one row never becomes final), as in Spark.
+    pub fn agg<E: AsRef<[Expr]>>(&self, aggs: E) -> StreamingDataFrame {
+        self.group_by([] as [Expr; 0]).agg(aggs)
+    }
+
+    /// Sorts the rows by `by` (`descending[i]` for `by[i]`; a missing entry is ascending;
+    /// nulls first ascending, last descending, as Spark). Only after an aggregation in
+    /// Complete output mode, where every batch emits the whole result; anywhere else
+    /// `start()` fails with Spark's "Sorting is not supported on streaming
+    /// DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in Complete output
+    /// mode".
+    pub fn sort<E: AsRef<[Expr]>>(&self, by: E, descending: &[bool]) -> StreamingDataFrame {
+        let by = by.as_ref().to_vec();
+        let descending = (0..by.len()).map(|i| descending.get(i).copied().unwrap_or(false)).collect();
+        self.with(LogicalPlan::Sort { input: self.plan.clone(), by, descending })
+    }
+
+    /// Keeps the first `n` rows of each batch's output (Spark's `limit`): after a sorted
+    /// aggregation in Complete output mode this is a top-n of the whole result. Refused at
+    /// `start()` in Update mode (Spark) and in Append mode (Spark keeps a global count in
+    /// state for it; Sluice does not).
+    pub fn limit(&self, n: usize) -> StreamingDataFrame {
+        self.with(LogicalPlan::Limit { input: self.plan.clone(), n })
+    }
+}

@@ -1,10 +1,17 @@
 //! Streaming functions beside Polars' own: [`window`] (Spark's `window`),
-//! [`session_window`] (Spark's `session_window`) and [`interval`] (an `INTERVAL` literal).
+//! [`session_window`] (Spark's `session_window`), [`window_time`], [`interval`] (an
+//! `INTERVAL` literal), and the aggregate functions Polars has no streaming form of
+//! ([`stddev`], [`collect_set`], [`min_by`], [`count_if`], [`approx_count_distinct`], ...:
+//! see [`crate::operators::aggregate::functions`] for each one's state).
 
 use std::sync::Mutex;
 
 use polars::prelude::*;
 
+pub use crate::operators::aggregate::functions::{
+    approx_count_distinct, collect_list, collect_set, count_if, max_by, min_by, stddev, stddev_pop, stddev_samp,
+    var_pop, var_samp, variance,
+};
 use crate::time::interval::parse_interval_micros;
 use crate::{Result, SluiceError};
 
@@ -197,4 +204,34 @@ pub fn session_window(time: Expr, gap: &str) -> Result<Expr> {
 pub fn interval(s: &str) -> Result<Expr> {
     let us = parse_interval_micros(s)?;
     Ok(lit(us).cast(DataType::Duration(TimeUnit::Microseconds)))
+}
+
+/// Spark's `window_time(window)`: the event time of a time window, `window.end - 1 µs`
+/// (a timestamp inside the window), to aggregate a windowed aggregation's rows again by
+/// event time: `group_by([window(window_time(col("window")), "1 hour", None, None)?])`. The
+/// result carries the window's watermark, so a downstream aggregation in append mode can
+/// emit and evict by it.
+pub fn window_time(window: Expr) -> Expr {
+    (window.struct_().field_by_name("end") - lit(1i64).cast(DataType::Duration(TimeUnit::Microseconds)))
+        .alias("window_time")
+}
+
+/// Spark's `first(e, ignoreNulls)` / `first_value`: the first value of the group (kept even
+/// when null), or with `ignore_nulls` the first non-null one.
+pub fn first_value(e: Expr, ignore_nulls: bool) -> Expr {
+    if ignore_nulls {
+        e.first_non_null()
+    } else {
+        e.first()
+    }
+}
+
+/// Spark's `last(e, ignoreNulls)` / `last_value`: the last value of the group (kept even
+/// when null), or with `ignore_nulls` the last non-null one.
+pub fn last_value(e: Expr, ignore_nulls: bool) -> Expr {
+    if ignore_nulls {
+        e.last_non_null()
+    } else {
+        e.last()
+    }
 }

@@ -11,7 +11,10 @@ pub mod session;
 pub mod writer;
 
 pub use dataframe::{GroupedStreamingDataFrame, StreamingDataFrame};
-pub use functions::{interval, session_window, window};
+pub use functions::{
+    approx_count_distinct, collect_list, collect_set, count_if, first_value, interval, last_value, max_by, min_by,
+    session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time,
+};
 pub use modes::{OutputMode, Trigger};
 pub use reader::DataStreamReader;
 pub use session::EngineSession;

@@ -175,7 +175,7 @@ impl MicroBatchExecution {
         let t = Instant::now();
         let (inputs, source_progress) = self.fetch(&seq)?;
         durations.insert("getBatch".into(), t.elapsed().as_millis() as u64);
-        let num_input_rows: u64 = inputs.iter().map(|d| d.height() as u64).sum();
+        let num_input_rows: u64 = source_progress.iter().map(|s| s.num_input_rows).sum();
 
         // 4 + 5. execute and write
         let t = Instant::now();
@@ -214,7 +214,7 @@ impl MicroBatchExecution {
         durations.insert("commitOffsets".into(), t.elapsed().as_millis() as u64);
 
         // 8. next batch's watermark, no-data batch
-        self.pending_no_data = self.plan.operators.iter().any(|o| o.should_run_another_batch(new_wm, &ctx));
+        self.pending_no_data = self.plan.should_run_another_batch(new_wm, &ctx);
         self.prev_batch_watermark_ms = batch_wm;
         self.committed = seq.offsets.clone();
         self.next_batch = n + 1;
@@ -278,7 +278,7 @@ impl MicroBatchExecution {
                 description: self.sources[i].description(),
                 start_offset: start,
                 end_offset: end,
-                num_input_rows: df.height() as u64,
+                num_input_rows: (df.height() * self.plan.scans[i]) as u64,
             });
             inputs.push(df);
         }

@@ -132,7 +132,7 @@ impl MicroBatchExecution {
                 }
                 let ctx = self.batch_context(last_committed, seq.metadata.batch_timestamp_ms, seq.metadata.batch_watermark_ms);
                 let wm = self.watermark.current_ms();
-                self.pending_no_data = self.plan.operators.iter().any(|o| o.should_run_another_batch(wm, &ctx));
+                self.pending_no_data = self.plan.should_run_another_batch(wm, &ctx);
             }
             Recovery::Replay { batch_id } => {
                 let seq = self.ckpt.offsets().require(batch_id)?;

@@ -78,6 +78,13 @@ pub trait StatefulOperator: Send {
     }
     /// Metrics of the last batch.
     fn progress(&self) -> StateOperatorProgress;
+    /// The watermark of this operator's output given its input watermark `input_ms`
+    /// (Spark 3.5's `produceOutputWatermark`): the event time below which it emits no row,
+    /// which the next stateful operator downstream judges late rows and evicts by. By
+    /// default the input's; `None` when no output column is bound to event time.
+    fn output_watermark(&self, input_ms: i64) -> Option<i64> {
+        Some(input_ms)
+    }
     /// Called after [`restore`](Self::restore) loaded the states (to rebuild derived data).
     fn restored(&mut self) {}
 

@@ -133,12 +133,9 @@ impl SessionWindowAggregateExec {
         names.push(UPDATED.into());
         let mut sorted = sorted;
         sorted.with_column(Column::new(SESSION_ID.into(), ids))?;
-        Ok(sorted
-            .lazy()
-            .group_by([col(SESSION_ID)])
-            .agg(aggs)
-            .select(names.into_iter().map(col).collect::<Vec<_>>())
-            .collect()?)
+        let mut merged = sorted.lazy().group_by([col(SESSION_ID)]).agg(aggs).collect()?;
+        self.plan.merge_sketches(&mut merged)?;
+        Ok(merged.select(names)?)
     }
 
     /// `true` where the group keys differ from the previous row's (nulls equal).

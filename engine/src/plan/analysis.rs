@@ -3,12 +3,13 @@
 //! and what to change; the [physical planner](super::physical) applies them while it plans
 //! and `start()` fails with the first problem as [`SluiceError::Analysis`](crate::SluiceError).
 
+use super::LogicalPlan;
 use crate::operators::aggregate::AggregatePlan;
 use crate::operators::group_state::{GroupStateTimeout, GroupsWithStateSpec};
 use crate::operators::join::StreamJoinType;
 use crate::OutputMode;
 
-/// How many stateful operators of each kind a query has (for the rules on combinations).
+/// How many stateful operators of each kind a query has.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OperatorCounts {
     /// Streaming aggregations (windowed, session or plain).
@@ -132,20 +133,10 @@ pub fn deduplicate(within_watermark: bool, after_aggregation: bool) -> Vec<Strin
     )]
 }
 
-/// Rules of the whole query: combinations of stateful operators, complete mode without
-/// aggregation, and whether the sink (described by `sink`) supports `mode`.
+/// Rules of the whole query: complete mode without aggregation, and whether the sink
+/// (described by `sink`) supports `mode`.
 pub fn query(counts: OperatorCounts, mode: OutputMode, sink: &str, sink_supports_mode: bool) -> Vec<String> {
     let mut out = Vec::new();
-    if counts.groups_with_state > 0 && counts.stateful > 1 {
-        out.push(
-            "flatMapGroupsWithState / mapGroupsWithState together with another stateful operation \
-             (aggregation, join, deduplication or a second groups-with-state) in one query is not supported yet"
-                .into(),
-        );
-    }
-    if counts.aggregations > 1 {
-        out.push("multiple streaming aggregations are not supported in one query".into());
-    }
     if mode == OutputMode::Complete && counts.aggregations == 0 {
         out.push(
             "Complete output mode not supported when there are no streaming aggregations on \
@@ -155,6 +146,98 @@ pub fn query(counts: OperatorCounts, mode: OutputMode, sink: &str, sink_supports
     }
     if !sink_supports_mode {
         out.push(format!("{sink} does not support {mode} output mode: use Append output mode, or another sink"));
+    }
+    out
+}
+
+/// Spark's message for a stateful operator downstream of one that can emit rows below the
+/// watermark (`checkStreamingQueryGlobalWatermarkLimit`).
+pub const CORRECTNESS_ISSUE: &str = "Detected pattern of possible 'correctness' issue due to global watermark. \
+    The query contains stateful operation which can emit rows older than the current watermark plus allowed \
+    late record delay, which are \"late rows\" in downstream stateful operations and these rows can be \
+    discarded: chain stateful operators (aggregation after aggregation, join or deduplication) in Append \
+    output mode only, where each operator emits rows at or above its output watermark";
+
+fn is_stateful(p: &LogicalPlan) -> bool {
+    matches!(
+        p,
+        LogicalPlan::Aggregate { .. }
+            | LogicalPlan::Join { .. }
+            | LogicalPlan::Deduplicate { .. }
+            | LogicalPlan::FlatMapGroupsWithState { .. }
+    )
+}
+
+/// Whether `p` can emit rows older than the watermark to a downstream stateful operator:
+/// an aggregation in Update or Complete mode, groups-with-state in Update mode.
+fn emits_late_rows(p: &LogicalPlan, mode: OutputMode) -> bool {
+    match p {
+        LogicalPlan::Aggregate { .. } => mode != OutputMode::Append,
+        LogicalPlan::FlatMapGroupsWithState { spec, .. } => spec.output_mode == OutputMode::Update,
+        _ => false,
+    }
+}
+
+fn any_below(p: &LogicalPlan, pred: &dyn Fn(&LogicalPlan) -> bool) -> bool {
+    p.inputs().iter().any(|i| pred(i) || any_below(i, pred))
+}
+
+/// Rules on how stateful operators combine and on sorting and limits (Spark 3.5): chains
+/// of stateful operators only in Append mode (a downstream operator judges rows by the
+/// watermark its input propagates); groups-with-state before an aggregation only, in
+/// Append mode; sort only after an aggregation in Complete mode; limit not in Update mode.
+pub fn combinations(plan: &LogicalPlan, mode: OutputMode) -> Vec<String> {
+    let mut out = Vec::new();
+    let has_aggregation = |p: &LogicalPlan| {
+        matches!(p, LogicalPlan::Aggregate { .. }) || any_below(p, &|q| matches!(q, LogicalPlan::Aggregate { .. }))
+    };
+    let whole_has_aggregation = has_aggregation(plan);
+    let mut chained = false;
+    let mut visit = vec![plan];
+    while let Some(p) = visit.pop() {
+        visit.extend(p.inputs().into_iter().map(|i| i.as_ref()));
+        chained |= is_stateful(p) && any_below(p, &|q| emits_late_rows(q, mode));
+        match p {
+            LogicalPlan::FlatMapGroupsWithState { input, spec } => {
+                if spec.is_map && whole_has_aggregation {
+                    out.push("mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset".into());
+                } else if !spec.is_map && spec.output_mode == OutputMode::Update && whole_has_aggregation {
+                    out.push(
+                        "flatMapGroupsWithState in update mode is not supported with aggregation on a streaming \
+                         DataFrame/Dataset: use Append mode for the operator and the query"
+                            .into(),
+                    );
+                } else if !spec.is_map && has_aggregation(input) {
+                    out.push(
+                        "flatMapGroupsWithState in append mode is not supported after aggregation on a streaming \
+                         DataFrame/Dataset: aggregate its output instead"
+                            .into(),
+                    );
+                }
+            }
+            LogicalPlan::Sort { input, .. } if mode != OutputMode::Complete || !has_aggregation(input) => {
+                out.push(
+                    "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated \
+                     DataFrame/Dataset in Complete output mode"
+                        .into(),
+                );
+            }
+            LogicalPlan::Limit { .. } => match mode {
+                OutputMode::Update => {
+                    out.push("Limits are not supported on streaming DataFrames/Datasets in Update output mode".into())
+                }
+                OutputMode::Append => out.push(
+                    "limit in Append output mode is not supported by Sluice (Spark keeps a global row count in \
+                     state): use Complete output mode after an aggregation, or limit when reading the output"
+                        .into(),
+                ),
+                OutputMode::Complete => {}
+            },
+            _ => {}
+        }
+    }
+    if chained {
+        out.push(CORRECTNESS_ISSUE.to_string());
     }
     out
 }

@@ -42,6 +42,10 @@ pub enum LogicalPlan {
     StaticJoin { input: Arc<LogicalPlan>, right: DataFrame, left_on: Vec<Expr>, right_on: Vec<Expr>, how: StreamJoinType },
     /// `group_by(keys).flat_map_groups_with_state(..)` / `map_groups_with_state(..)`.
     FlatMapGroupsWithState { input: Arc<LogicalPlan>, spec: GroupsWithStateSpec },
+    /// `sort(by, descending)`: only after an aggregation in complete mode (Spark).
+    Sort { input: Arc<LogicalPlan>, by: Vec<Expr>, descending: Vec<bool> },
+    /// `limit(n)`: only after an aggregation in complete mode.
+    Limit { input: Arc<LogicalPlan>, n: usize },
     /// `drop_duplicates(keys)` or, with `within_watermark`,
     /// `drop_duplicates_within_watermark(keys)`; empty `keys` mean all columns.
     Deduplicate { input: Arc<LogicalPlan>, keys: Vec<String>, within_watermark: bool },
@@ -56,6 +60,7 @@ impl LogicalPlan {
             LogicalPlan::StaticJoin { input, .. } => vec![input],
             LogicalPlan::FlatMapGroupsWithState { input, .. } => vec![input],
             LogicalPlan::Deduplicate { input, .. } => vec![input],
+            LogicalPlan::Sort { input, .. } | LogicalPlan::Limit { input, .. } => vec![input],
             LogicalPlan::Select { input, .. }
             | LogicalPlan::WithColumns { input, .. }
             | LogicalPlan::Filter { input, .. }
@@ -72,8 +77,22 @@ impl LogicalPlan {
     /// Columns carrying a watermark in this node's output, with the delay (ms) of the
     /// `with_watermark` that declared them.
     pub fn watermarks(&self) -> Vec<(String, i64)> {
-        if let LogicalPlan::Aggregate { .. } | LogicalPlan::FlatMapGroupsWithState { .. } = self {
-            return vec![];
+        match self {
+            // Spark: no column of a (flat)MapGroupsWithState output is bound to a watermark.
+            LogicalPlan::FlatMapGroupsWithState { .. } => return vec![],
+            // The event-time grouping key (a window, a session, a timestamp) keeps its
+            // watermark, so a downstream aggregation can group by window_time(window).
+            LogicalPlan::Aggregate { input, keys, aggs } => {
+                let upstream = input.watermarks();
+                let columns: Vec<String> = upstream.iter().map(|(c, _)| c.clone()).collect();
+                let plan = input.schema().ok().and_then(|s| AggregatePlan::new(s.as_ref(), keys, aggs, &columns).ok());
+                return plan
+                    .and_then(|p| p.event_time_output)
+                    .and_then(|(out, root)| upstream.iter().find(|(c, _)| *c == root).map(|(_, d)| (out, *d)))
+                    .into_iter()
+                    .collect();
+            }
+            _ => {}
         }
         let mut out: Vec<(String, i64)> = self.inputs().iter().flat_map(|i| i.watermarks()).collect();
         if let LogicalPlan::Watermark { column, delay_ms, .. } = self {
@@ -120,6 +139,10 @@ impl LogicalPlan {
                 lazy(input)?.select(spec.keys.clone()).collect_schema()?;
                 spec.output_schema.clone()
             }
+            LogicalPlan::Sort { input, by, descending } => {
+                lazy(input)?.sort_by_exprs(by.clone(), sort_options(descending)).collect_schema()?
+            }
+            LogicalPlan::Limit { input, .. } => input.schema()?,
             LogicalPlan::Deduplicate { input, keys, .. } => {
                 let schema = input.schema()?;
                 crate::operators::dedup::resolve_keys(&schema, keys)?;
@@ -129,3 +152,11 @@ impl LogicalPlan {
     }
 }
 
+
+/// Spark's sort order: ascending puts nulls first, descending puts them last.
+pub fn sort_options(descending: &[bool]) -> SortMultipleOptions {
+    SortMultipleOptions::default()
+        .with_order_descending_multi(descending.to_vec())
+        .with_nulls_last_multi(descending.to_vec())
+        .with_maintain_order(true)
+}

@@ -8,15 +8,28 @@
 //! Watermark ─► Watermark(j)    (observes event-time statistics, filters nothing)
 //! Aggregate / Join / Deduplicate / FlatMapGroupsWithState ─► Stateful(children, k)
 //! StaticJoin ─► StaticJoin     (a per-batch Polars join)
+//! Sort / Limit ─► Sort / Limit (complete mode: over the whole result)
 //! ```
 //! State store ids are handed out in plan order (a join takes two), and must be the
 //! same at every start on one checkpoint.
+//!
+//! ## Per-operator watermarks (Spark 3.5's `PropagateWatermarkSimulator`)
+//! Each stateful operator judges late rows and evicts by its *input* watermark: a
+//! `with_watermark` node outputs the query's (global) watermark, stateless steps pass
+//! their input's on, a stateful operator outputs
+//! [`StatefulOperator::output_watermark`] of its input's (an aggregation: the same; a
+//! stream-stream join: lower, by the time range of its condition; groups-with-state:
+//! none), and an operator's input watermark is the smallest of its inputs' (inputs
+//! without one are left out; an operator with none gets 0). Late rows are judged by the
+//! input watermark computed from the previous batch's global watermark, eviction by the
+//! current one's.
 
 use std::sync::Arc;
 
 use polars::prelude::*;
 
 use super::analysis::{self, OperatorCounts};
+use super::logical::sort_options;
 use super::LogicalPlan;
 use crate::connector::{Sink, SourceProviderRef};
 use crate::operators::aggregate::{AggregatePlan, StreamingAggregateExec};
@@ -36,6 +49,8 @@ enum PhysNode {
     Watermark(Box<PhysNode>, usize),
     Stateful(Vec<PhysNode>, usize),
     StaticJoin(Box<PhysNode>, DataFrame, Vec<Expr>, Vec<Expr>, StreamJoinType),
+    Sort(Box<PhysNode>, Vec<Expr>, Vec<bool>),
+    Limit(Box<PhysNode>, usize),
 }
 
 /// A planned query (see the module docs).
@@ -43,6 +58,9 @@ pub struct PhysicalPlan {
     root: PhysNode,
     /// The sources, in scan order (the order of `offsets/N`'s entries).
     pub sources: Vec<SourceProviderRef>,
+    /// How many times the plan scans each source (a self-join scans one twice; Spark
+    /// counts the rows of each scan in `numInputRows`).
+    pub scans: Vec<usize>,
     /// The `with_watermark` nodes, in plan order.
     pub watermarks: Vec<WatermarkSpec>,
     /// The stateful operators, in plan order.
@@ -73,6 +91,7 @@ impl PhysicalPlan {
         let empty = PhysicalPlan {
             root: PhysNode::Scan(0),
             sources: vec![],
+            scans: vec![],
             watermarks: vec![],
             operators: vec![],
             n_stores: 0,
@@ -81,6 +100,7 @@ impl PhysicalPlan {
         let mut p = Planner { plan: empty, counts: OperatorCounts::default(), mode, partitions, problems: vec![] };
         p.plan.root = p.node(logical)?;
         p.counts.stateful = p.plan.operators.len();
+        p.problems.extend(analysis::combinations(logical, mode));
         p.problems.extend(analysis::query(p.counts, mode, &sink.description(), sink.supports_output_mode(mode)));
         if let Some(first) = p.problems.into_iter().next() {
             return Err(SluiceError::analysis(first));
@@ -89,24 +109,86 @@ impl PhysicalPlan {
     }
 
     /// Runs one batch over `inputs` (one frame per source, in [`sources`](Self::sources)
-    /// order): the stateless steps, then each stateful operator against its state.
-    /// Returns the output rows and the event-time statistics of each watermark node.
+    /// order): the stateless steps, then each stateful operator against its state, each
+    /// with its own input watermarks derived from the batch's global ones in `batch` (see
+    /// the module docs). Returns the output rows and the event-time statistics of each
+    /// watermark node.
     ///
     /// # Errors
     /// The first failing step's error (Polars, an operator, a user function).
-    pub fn execute(&mut self, inputs: &[DataFrame], ctx: &BatchContext) -> Result<(DataFrame, Vec<EventTimeStats>)> {
+    pub fn execute(&mut self, inputs: &[DataFrame], batch: &BatchContext) -> Result<(DataFrame, Vec<EventTimeStats>)> {
+        let contexts = self.operator_contexts(batch);
         let mut stats = vec![EventTimeStats::default(); self.watermarks.len()];
         let root = std::mem::replace(&mut self.root, PhysNode::Scan(0));
-        let out = self.eval(&root, inputs, ctx, &mut stats).and_then(|lf| Ok(lf.collect()?));
+        let out = self.eval(&root, inputs, &contexts, &mut stats).and_then(|lf| Ok(lf.collect()?));
         self.root = root;
         Ok((out?, stats))
+    }
+
+    /// Whether a no-data batch should run after a batch run with `batch`, now that the
+    /// global watermark is `new_watermark_ms` (Spark's `shouldRunAnotherBatch` of any
+    /// operator, each given its new input watermark).
+    pub fn should_run_another_batch(&self, new_watermark_ms: i64, batch: &BatchContext) -> bool {
+        let contexts = self.operator_contexts(batch);
+        let new = self.input_watermarks(new_watermark_ms);
+        self.operators
+            .iter()
+            .zip(contexts.iter().zip(new))
+            .any(|(op, (ctx, wm))| op.should_run_another_batch(wm.unwrap_or(0).max(0), ctx))
+    }
+
+    /// The input watermark of each stateful operator when the global one is `global_ms`
+    /// (`None` for an operator none of whose inputs carries a watermark).
+    pub fn input_watermarks(&self, global_ms: i64) -> Vec<Option<i64>> {
+        let mut out = vec![None; self.operators.len()];
+        self.simulate(&self.root, global_ms, &mut out);
+        out
+    }
+
+    fn simulate(&self, node: &PhysNode, global_ms: i64, out: &mut [Option<i64>]) -> Option<i64> {
+        match node {
+            PhysNode::Scan(_) => None,
+            PhysNode::Watermark(input, _) => {
+                self.simulate(input, global_ms, out);
+                Some(global_ms)
+            }
+            PhysNode::Select(input, _)
+            | PhysNode::WithColumns(input, _)
+            | PhysNode::Filter(input, _)
+            | PhysNode::StaticJoin(input, ..)
+            | PhysNode::Sort(input, ..)
+            | PhysNode::Limit(input, _) => self.simulate(input, global_ms, out),
+            PhysNode::Stateful(children, op) => {
+                let inputs: Vec<Option<i64>> = children.iter().map(|c| self.simulate(c, global_ms, out)).collect();
+                let input = inputs.into_iter().flatten().min();
+                out[*op] = input;
+                input.and_then(|wm| self.operators[*op].output_watermark(wm))
+            }
+        }
+    }
+
+    /// Each stateful operator's context in a batch whose global watermarks are `batch`'s.
+    fn operator_contexts(&self, batch: &BatchContext) -> Vec<BatchContext> {
+        let per_op = |global: Option<i64>| -> Vec<Option<i64>> {
+            match global {
+                // Spark: an operator without an input watermark still gets 0.
+                Some(g) => self.input_watermarks(g).into_iter().map(|w| Some(w.unwrap_or(0).max(0))).collect(),
+                None => vec![None; self.operators.len()],
+            }
+        };
+        let late = per_op(batch.watermark_for_late_events_ms);
+        let eviction = per_op(batch.watermark_for_eviction_ms);
+        late.into_iter()
+            .zip(eviction)
+            .map(|(l, e)| BatchContext { watermark_for_late_events_ms: l, watermark_for_eviction_ms: e, ..batch.clone() })
+            .collect()
     }
 
     fn eval(
         &mut self,
         node: &PhysNode,
         inputs: &[DataFrame],
-        ctx: &BatchContext,
+        ctx: &[BatchContext],
         stats: &mut [EventTimeStats],
     ) -> Result<LazyFrame> {
         Ok(match node {
@@ -122,12 +204,16 @@ impl PhysicalPlan {
             PhysNode::StaticJoin(input, right, left_on, right_on, how) => {
                 static_join(self.eval(input, inputs, ctx, stats)?, right, left_on, right_on, *how)?
             }
+            PhysNode::Sort(input, by, descending) => {
+                self.eval(input, inputs, ctx, stats)?.sort_by_exprs(by.clone(), sort_options(descending))
+            }
+            PhysNode::Limit(input, n) => self.eval(input, inputs, ctx, stats)?.limit(*n as IdxSize),
             PhysNode::Stateful(children, op) => {
                 let mut frames = Vec::with_capacity(children.len());
                 for c in children {
                     frames.push(self.eval(c, inputs, ctx, stats)?.collect()?);
                 }
-                self.operators[*op].process(frames, ctx)?.lazy()
+                self.operators[*op].process(frames, &ctx[*op])?.lazy()
             }
         })
     }
@@ -153,9 +239,11 @@ impl Planner {
                     Some(i) => i,
                     None => {
                         sources.push(provider.clone());
+                        self.plan.scans.push(0);
                         sources.len() - 1
                     }
                 };
+                self.plan.scans[idx] += 1;
                 PhysNode::Scan(idx)
             }
             LogicalPlan::Select { input, exprs } => PhysNode::Select(Box::new(self.node(input)?), exprs.clone()),
@@ -215,6 +303,10 @@ impl Planner {
                 }));
                 self.stateful(vec![l, r], Box::new(op))
             }
+            LogicalPlan::Sort { input, by, descending } => {
+                PhysNode::Sort(Box::new(self.node(input)?), by.clone(), descending.clone())
+            }
+            LogicalPlan::Limit { input, n } => PhysNode::Limit(Box::new(self.node(input)?), *n),
             LogicalPlan::Deduplicate { input, keys, within_watermark } => {
                 let aggregations_before = self.counts.aggregations;
                 let inner = self.node(input)?;

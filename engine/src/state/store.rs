@@ -15,20 +15,15 @@
 use std::io::Cursor;
 
 use polars::prelude::*;
-use polars_utils_hash::seeded_state;
 use sluice_checkpoint::{Checkpoint, CheckpointError, StateFileKind};
 
 use crate::interop::{df_to_record_batch, record_batch_to_df};
 use crate::{Result, SluiceError};
 
-mod polars_utils_hash {
-    use polars::prelude::PlSeedableRandomStateQuality;
-    /// The fixed seed of the partitioning hash: a key must land in the same partition in
-    /// every run, or deltas and snapshots would disagree.
-    pub fn seeded_state() -> PlSeedableRandomStateQuality {
-        use polars::prelude::SeedableFromU64SeedExt;
-        PlSeedableRandomStateQuality::seed_from_u64(0x51_u64 << 32 | 0xce)
-    }
+/// The fixed seed of the hashes kept in state (the partitioning hash, sketches): a key
+/// must hash the same in every run, or deltas and snapshots would disagree.
+pub(crate) fn seeded_state() -> PlSeedableRandomStateQuality {
+    PlSeedableRandomStateQuality::seed_from_u64(0x51_u64 << 32 | 0xce)
 }
 
 /// The name of the flag column of delta files: `true` for a removed key.

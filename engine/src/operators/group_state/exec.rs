@@ -384,6 +384,11 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
             && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
     }
 
+    /// Spark: no output column of the user function is bound to the watermark.
+    fn output_watermark(&self, _input_ms: i64) -> Option<i64> {
+        None
+    }
+
     fn next_processing_time_timeout_ms(&self) -> Option<i64> {
         self.next_processing_timeout_ms
     }

@@ -351,6 +351,15 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         Ok(out)
     }
 
+    /// Spark: the minimum of both sides' state watermarks and the input watermark, so
+    /// that either side's event time in the output is above it.
+    fn output_watermark(&self, input_ms: i64) -> Option<i64> {
+        [self.side_watermark(true, input_ms), self.side_watermark(false, input_ms), Some(input_ms)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
         let cleans = self.side_watermark(true, new_watermark_ms).is_some() || self.side_watermark(false, new_watermark_ms).is_some();
         cleans && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)

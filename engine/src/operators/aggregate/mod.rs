@@ -2,7 +2,8 @@
 //! (Spark's `StateStoreRestoreExec` + `StateStoreSaveExec`).
 //!
 //! Each aggregate is split into *partials* that merge associatively (count, sum, min, max,
-//! first, last; a mean is a sum and a count). Per batch:
+//! first, last; a mean is a sum and a count; a standard deviation a count, a mean and M2;
+//! see [`functions`] for every function and its state). Per batch:
 //!
 //! ```text
 //! input rows ──eval keys; a window key as Spark's Expand: one vectorized copy of the
@@ -20,6 +21,10 @@
 use polars::prelude::*;
 use polars_plan::utils::{expr_output_name, expr_to_leaf_column_names};
 
+pub mod functions;
+
+use functions::SluiceAgg;
+
 use super::{BatchContext, StateOperatorProgress, StatefulOperator};
 use crate::state::{KeyedState, StateStore};
 use crate::time::event_time::{evict, micros, EventTimeColumn};
@@ -27,21 +32,52 @@ use crate::{OutputMode, Result, SluiceError};
 
 const UPDATED: &str = "__updated";
 
+/// One partial column of the state: what it holds, from which input expressions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PartialKind {
+    /// Rows (Int64).
     Len,
+    /// Non-null values (Int64).
     Count,
+    /// Sum (Int64 or Float64).
     Sum,
     Min,
     Max,
+    /// First value, nulls kept.
     First,
+    /// Last value, nulls kept.
     Last,
+    FirstNonNull,
+    LastNonNull,
+    /// Rows where the predicate is true (Int64, never null).
+    CountIf,
+    /// Mean of the non-null values (Float64); merged weighted by the `Count` partial at
+    /// the given index.
+    Mean { count: usize },
+    /// Sum of squared deviations from the mean (Float64; Chan's merge with the count and
+    /// mean partials at the given indexes).
+    M2 { count: usize, mean: usize },
+    /// The non-null values (List).
+    List,
+    /// The distinct non-null values (List).
+    Set,
+    /// The smallest / largest ordering value.
+    MinOrd,
+    MaxOrd,
+    /// The value at the smallest / largest ordering value (the `MinOrd` / `MaxOrd`
+    /// partial at the given index).
+    MinByValue { ord: usize },
+    MaxByValue { ord: usize },
+    /// A HyperLogLog++ sketch of the given precision (Binary).
+    Sketch { precision: u8 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct Partial {
     kind: PartialKind,
     input: Option<Expr>,
+    /// The ordering expression of `min_by` / `max_by`.
+    by: Option<Expr>,
 }
 
 const TS: &str = "__event_time_us";
@@ -82,17 +118,145 @@ pub struct AggregatePlan {
     /// key column (a window key: its start plus the window's length; a session: the state
     /// column [`SESSION_END`]).
     pub event_time_key: Option<EventTimeColumn>,
+    /// The output column that carries event time downstream (the event-time key: a window
+    /// struct, a session struct or a timestamp) and the watermarked input column it comes
+    /// from (Spark keeps the watermark metadata on the grouping key).
+    pub event_time_output: Option<(String, String)>,
 }
 
 fn pname(i: usize) -> String {
     format!("__p{i}")
 }
 
+/// The type `e` evaluates to over `schema`.
+fn dtype_of(e: &Expr, schema: &Schema) -> Result<DataType> {
+    Ok(DataFrame::empty_with_schema(schema)
+        .lazy()
+        .select([e.clone().alias("x")])
+        .collect_schema()?
+        .get("x")
+        .cloned()
+        .unwrap_or(DataType::Null))
+}
+
+/// Checks that `e` is numeric (or boolean) for `what`; returns the type its sum has
+/// (Spark's: Int64 for integers and booleans, Float64 for floats).
+fn numeric(e: &Expr, schema: &Schema, what: &str) -> Result<DataType> {
+    let dt = dtype_of(e, schema)?;
+    if dt.is_float() {
+        Ok(DataType::Float64)
+    } else if dt.is_integer() || dt == DataType::Boolean || dt == DataType::Null {
+        Ok(DataType::Int64)
+    } else {
+        Err(SluiceError::analysis(format!("{what} needs a numeric column, but {e:?} is of type {dt}")))
+    }
+}
+
+fn stable_sort(descending: bool) -> SortMultipleOptions {
+    SortMultipleOptions::default().with_maintain_order(true).with_order_descending(descending).with_nulls_last(true)
+}
+
+/// The expression computing partial `kind` from a batch's rows of one group.
+fn partial_expr(kind: PartialKind, input: Option<Expr>, by: Option<Expr>, schema: &Schema) -> Result<Expr> {
+    let need = |x: Option<Expr>| x.ok_or_else(|| SluiceError::Internal("partial without input".into()));
+    Ok(match kind {
+        PartialKind::Len => len().cast(DataType::Int64),
+        PartialKind::Count => need(input)?.count().cast(DataType::Int64),
+        PartialKind::Sum => {
+            let e = need(input)?;
+            let target = numeric(&e, schema, "sum/mean")?;
+            e.cast(target).sum()
+        }
+        PartialKind::Min => need(input)?.min(),
+        PartialKind::Max => need(input)?.max(),
+        PartialKind::First => need(input)?.first(),
+        PartialKind::Last => need(input)?.last(),
+        PartialKind::FirstNonNull => need(input)?.first_non_null(),
+        PartialKind::LastNonNull => need(input)?.last_non_null(),
+        PartialKind::CountIf => {
+            let p = need(input)?;
+            let dt = dtype_of(&p, schema)?;
+            if dt != DataType::Boolean && dt != DataType::Null {
+                return Err(SluiceError::analysis(format!("count_if needs a boolean predicate, but {p:?} is of type {dt}")));
+            }
+            p.cast(DataType::Int64).sum()
+        }
+        PartialKind::Mean { .. } => need(input)?.cast(DataType::Float64).mean(),
+        PartialKind::M2 { .. } => {
+            let e = need(input)?.cast(DataType::Float64);
+            // n * population variance = the sum of squared deviations; null without values.
+            e.clone().var(0) * e.count().cast(DataType::Float64)
+        }
+        PartialKind::List => need(input)?.drop_nulls().implode(true),
+        PartialKind::Set => need(input)?.drop_nulls().unique_stable().implode(true),
+        PartialKind::MinOrd => need(input)?.min(),
+        PartialKind::MaxOrd => need(input)?.max(),
+        PartialKind::MinByValue { .. } | PartialKind::MaxByValue { .. } => {
+            let (value, ord) = (need(input)?, need(by)?);
+            let keep = ord.clone().is_not_null();
+            let descending = matches!(kind, PartialKind::MaxByValue { .. });
+            value.filter(keep.clone()).sort_by([ord.filter(keep)], stable_sort(descending)).first()
+        }
+        // The distinct values; turned into a sketch after the group-by.
+        PartialKind::Sketch { .. } => need(input)?.drop_nulls().unique().implode(true),
+    })
+}
+
+/// The expression merging the partial column `i` of kind `kind` over the rows of one
+/// group (the state's row first, then the batch's), named as the partial.
+fn combine_expr(kind: PartialKind, i: usize) -> Expr {
+    let c = col(pname(i));
+    let f64_col = |j: usize| col(pname(j)).cast(DataType::Float64);
+    let e = match kind {
+        PartialKind::Len | PartialKind::Count | PartialKind::Sum | PartialKind::CountIf => c.sum(),
+        PartialKind::Min | PartialKind::MinOrd => c.min(),
+        PartialKind::Max | PartialKind::MaxOrd => c.max(),
+        PartialKind::First => c.first(),
+        PartialKind::Last => c.last(),
+        PartialKind::FirstNonNull => c.first_non_null(),
+        PartialKind::LastNonNull => c.last_non_null(),
+        PartialKind::Mean { count } => {
+            let n = f64_col(count);
+            let total = n.clone().sum();
+            when(total.clone().eq(lit(0.0))).then(lit(NULL).cast(DataType::Float64)).otherwise((n * c.fill_null(lit(0.0))).sum() / total)
+        }
+        PartialKind::M2 { count, mean } => {
+            // Chan et al.: M2 = sum(M2_i) + sum(n_i * (mean_i - mean)^2).
+            let n = f64_col(count);
+            let m = f64_col(mean).fill_null(lit(0.0));
+            let total = n.clone().sum();
+            let grand_mean = (n.clone() * m.clone()).sum() / total.clone();
+            let spread = (n * (m - grand_mean).pow(2)).sum();
+            when(total.eq(lit(0.0))).then(lit(NULL).cast(DataType::Float64)).otherwise(c.fill_null(lit(0.0)).sum() + spread)
+        }
+        PartialKind::List => c.explode(ExplodeOptions { empty_as_null: false, keep_nulls: false }),
+        PartialKind::Set => c.explode(ExplodeOptions { empty_as_null: false, keep_nulls: false }).unique_stable(),
+        PartialKind::MinByValue { ord } | PartialKind::MaxByValue { ord } => {
+            let o = col(pname(ord));
+            let keep = o.clone().is_not_null();
+            let descending = matches!(kind, PartialKind::MaxByValue { .. });
+            c.filter(keep.clone()).sort_by([o.filter(keep)], stable_sort(descending)).first()
+        }
+        // The batch's and the state's sketches, merged after the group-by.
+        PartialKind::Sketch { .. } => c.implode(true),
+    };
+    e.alias(pname(i))
+}
+
 fn unsupported(e: &Expr) -> SluiceError {
     SluiceError::analysis(format!(
-        "{e:?} is not supported in a streaming aggregation: use len(), count, sum, mean, min, \
-         max, first or last of a column (combined with arithmetic, casts and literals)"
+        "{e:?} is not supported in a streaming aggregation: use len(), count, sum, mean, min, max, \
+         first, last, first_non_null, last_non_null, std/var (ddof 0 or 1), implode, or Sluice's \
+         stddev, variance, collect_list, collect_set, min_by, max_by, count_if, \
+         approx_count_distinct (combined with arithmetic, casts and literals)"
     ))
+}
+
+fn distinct_unsupported() -> SluiceError {
+    SluiceError::analysis(
+        "Distinct aggregations are not supported on streaming DataFrames/Datasets. Consider using \
+         approx_count_distinct() instead.",
+    )
 }
 
 impl AggregatePlan {
@@ -166,6 +330,7 @@ impl AggregatePlan {
             state_schema: Arc::new(Schema::default()),
             output_schema: Arc::new(Schema::default()),
             event_time_key: None,
+            event_time_output: None,
         };
         let mut finals = Vec::new();
         for a in aggs {
@@ -179,19 +344,7 @@ impl AggregatePlan {
             finals.push(f.alias(name));
         }
         plan.final_exprs = finals;
-        for (i, p) in plan.partials.iter().enumerate() {
-            let c = col(pname(i));
-            plan.combine_exprs.push(
-                match p.kind {
-                    PartialKind::Len | PartialKind::Count | PartialKind::Sum => c.sum(),
-                    PartialKind::Min => c.min(),
-                    PartialKind::Max => c.max(),
-                    PartialKind::First => c.first(),
-                    PartialKind::Last => c.last(),
-                }
-                .alias(pname(i)),
-            );
-        }
+        plan.combine_exprs = plan.partials.iter().enumerate().map(|(i, p)| combine_expr(p.kind, i)).collect();
         // Schemas, by running the plan on no rows.
         let state = plan.partial_aggregate(&empty)?;
         plan.state_schema = state.schema().clone();
@@ -209,8 +362,9 @@ impl AggregatePlan {
                 }
                 _ => (expr_to_leaf_column_names(k), EventTimeColumn::new(name.as_str())),
             };
-            if roots.iter().any(|r| watermark_columns.iter().any(|w| w.as_str() == r.as_str())) {
+            if let Some(root) = roots.iter().find(|r| watermark_columns.iter().any(|w| w.as_str() == r.as_str())) {
                 plan.event_time_key = Some(key);
+                plan.event_time_output = Some((name.clone(), root.to_string()));
                 break;
             }
         }
@@ -218,47 +372,43 @@ impl AggregatePlan {
     }
 
     fn partial(&mut self, kind: PartialKind, input: Option<Expr>, input_schema: &Schema) -> Result<Expr> {
-        let p = Partial { kind, input: input.clone() };
+        self.partial_by(kind, input, None, input_schema)
+    }
+
+    /// The column of the partial `kind` of `input` (and `by`), added when new.
+    fn partial_by(&mut self, kind: PartialKind, input: Option<Expr>, by: Option<Expr>, input_schema: &Schema) -> Result<Expr> {
+        let p = Partial { kind, input: input.clone(), by: by.clone() };
         if let Some(i) = self.partials.iter().position(|q| *q == p) {
             return Ok(col(pname(i)));
         }
         let i = self.partials.len();
-        let e = match (kind, input) {
-            (PartialKind::Len, _) => len().cast(DataType::Int64),
-            (PartialKind::Count, Some(e)) => e.count().cast(DataType::Int64),
-            (PartialKind::Sum, Some(e)) => {
-                let dt = DataFrame::empty_with_schema(input_schema)
-                    .lazy()
-                    .select([e.clone().alias("x")])
-                    .collect_schema()?
-                    .get("x")
-                    .cloned()
-                    .unwrap_or(DataType::Null);
-                let target = if dt.is_float() {
-                    DataType::Float64
-                } else if dt.is_integer() || dt == DataType::Boolean {
-                    DataType::Int64
-                } else {
-                    return Err(SluiceError::analysis(format!(
-                        "sum/mean need a numeric column, but {e:?} is of type {dt}"
-                    )));
-                };
-                e.cast(target).sum()
-            }
-            (PartialKind::Min, Some(e)) => e.min(),
-            (PartialKind::Max, Some(e)) => e.max(),
-            (PartialKind::First, Some(e)) => e.first(),
-            (PartialKind::Last, Some(e)) => e.last(),
-            _ => return Err(SluiceError::Internal("partial without input".into())),
-        };
+        let e = partial_expr(kind, input, by, input_schema)?;
         self.partials.push(p);
         self.partial_exprs.push(e.alias(pname(i)));
         Ok(col(pname(i)))
     }
 
+    /// The count, mean and M2 partials of `input`, as columns.
+    fn moments(&mut self, input: &Expr, schema: &Schema) -> Result<(Expr, Expr, Expr)> {
+        numeric(input, schema, "stddev/variance")?;
+        let n = self.partial(PartialKind::Count, Some(input.clone()), schema)?;
+        let count = self.index_of(PartialKind::Count, input);
+        let mean = self.partial(PartialKind::Mean { count }, Some(input.clone()), schema)?;
+        let mean_i = self.index_of(PartialKind::Mean { count }, input);
+        let m2 = self.partial(PartialKind::M2 { count, mean: mean_i }, Some(input.clone()), schema)?;
+        Ok((n, mean, m2))
+    }
+
+    fn index_of(&self, kind: PartialKind, input: &Expr) -> usize {
+        self.partials.iter().position(|q| q.kind == kind && q.input.as_ref() == Some(input)).unwrap_or(0)
+    }
+
     /// Rewrites an aggregation expression into a final expression over partial columns.
     fn rewrite(&mut self, e: &Expr, schema: &Schema) -> Result<Expr> {
         let null_if_empty = |cnt: Expr, v: Expr| when(cnt.eq(lit(0i64))).then(lit(NULL)).otherwise(v);
+        if let Some(agg) = functions::registered(e) {
+            return self.rewrite_sluice(agg, schema);
+        }
         Ok(match e {
             Expr::Alias(inner, _) => self.rewrite(inner, schema)?,
             Expr::Len => self.partial(PartialKind::Len, None, schema)?,
@@ -284,6 +434,26 @@ impl AggregatePlan {
                 AggExpr::Max { input, .. } => self.partial(PartialKind::Max, Some(input.as_ref().clone()), schema)?,
                 AggExpr::First(input) => self.partial(PartialKind::First, Some(input.as_ref().clone()), schema)?,
                 AggExpr::Last(input) => self.partial(PartialKind::Last, Some(input.as_ref().clone()), schema)?,
+                AggExpr::FirstNonNull(input) => {
+                    self.partial(PartialKind::FirstNonNull, Some(input.as_ref().clone()), schema)?
+                }
+                AggExpr::LastNonNull(input) => {
+                    self.partial(PartialKind::LastNonNull, Some(input.as_ref().clone()), schema)?
+                }
+                AggExpr::Std(input, ddof) | AggExpr::Var(input, ddof) if *ddof <= 1 => {
+                    let (n, _, m2) = self.moments(input, schema)?;
+                    let n = n.cast(DataType::Float64);
+                    let min = if *ddof == 1 { 2.0 } else { 1.0 };
+                    let var = m2 / (n.clone() - lit(f64::from(*ddof)));
+                    let var = when(n.gt_eq(lit(min))).then(var).otherwise(lit(NULL).cast(DataType::Float64));
+                    if matches!(a, AggExpr::Std(..)) {
+                        var.sqrt()
+                    } else {
+                        var
+                    }
+                }
+                AggExpr::Implode { input, .. } => self.partial(PartialKind::List, Some(input.as_ref().clone()), schema)?,
+                AggExpr::NUnique(_) => return Err(distinct_unsupported()),
                 _ => return Err(unsupported(e)),
             },
             Expr::Cast { expr, dtype, options } => Expr::Cast {
@@ -314,6 +484,26 @@ impl AggregatePlan {
                 )))
             }
             _ => return Err(unsupported(e)),
+        })
+    }
+
+    fn rewrite_sluice(&mut self, agg: SluiceAgg, schema: &Schema) -> Result<Expr> {
+        Ok(match agg {
+            SluiceAgg::CollectSet(input) => self.partial(PartialKind::Set, Some(input), schema)?,
+            SluiceAgg::CountIf(predicate) => self.partial(PartialKind::CountIf, Some(predicate), schema)?,
+            SluiceAgg::MinBy(value, ord) => {
+                let _ord = self.partial(PartialKind::MinOrd, Some(ord.clone()), schema)?;
+                let o = self.index_of(PartialKind::MinOrd, &ord);
+                self.partial_by(PartialKind::MinByValue { ord: o }, Some(value), Some(ord), schema)?
+            }
+            SluiceAgg::MaxBy(value, ord) => {
+                let _ord = self.partial(PartialKind::MaxOrd, Some(ord.clone()), schema)?;
+                let o = self.index_of(PartialKind::MaxOrd, &ord);
+                self.partial_by(PartialKind::MaxByValue { ord: o }, Some(value), Some(ord), schema)?
+            }
+            SluiceAgg::ApproxCountDistinct(input, precision) => {
+                self.partial(PartialKind::Sketch { precision }, Some(input), schema)?
+            }
         })
     }
 
@@ -376,7 +566,15 @@ impl AggregatePlan {
             aggs.push((col(s.name.as_str()) + lit(s.spec.gap_us)).max().alias(SESSION_END));
         }
         let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
-        Ok(lf.group_by(keys).agg(aggs).collect()?)
+        // A global aggregation (no key) has exactly one group, also over no rows (Spark).
+        let mut out = if keys.is_empty() { lf.select(aggs).collect()? } else { lf.group_by(keys).agg(aggs).collect()? };
+        for (i, p) in self.partials.iter().enumerate() {
+            if let PartialKind::Sketch { precision } = p.kind {
+                let sketches = functions::sketches_of_lists(out.column(&pname(i))?, precision)?;
+                out.with_column(sketches)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Final output rows (keys, aggregates) for state rows.
@@ -400,7 +598,29 @@ impl AggregatePlan {
             })
             .collect();
         exprs.extend(self.final_exprs.iter().cloned());
-        Ok(state.clone().lazy().select(exprs).collect()?)
+        let mut state = state.clone();
+        for (i, p) in self.partials.iter().enumerate() {
+            if let PartialKind::Sketch { .. } = p.kind {
+                let estimates = functions::sketch_estimates(state.column(&pname(i))?, &pname(i))?;
+                state.with_column(estimates)?;
+            }
+        }
+        Ok(state.lazy().select(exprs).collect()?)
+    }
+
+    /// After a group-by with the [`combine_exprs`](Self::combine_exprs), merges the lists
+    /// of sketches it left in each sketch partial column into one sketch.
+    ///
+    /// # Errors
+    /// [`SluiceError::Internal`] when a sketch in state does not decode.
+    pub(crate) fn merge_sketches(&self, combined: &mut DataFrame) -> Result<()> {
+        for (i, p) in self.partials.iter().enumerate() {
+            if let PartialKind::Sketch { precision } = p.kind {
+                let sketches = functions::merge_sketch_lists(combined.column(&pname(i))?, precision)?;
+                combined.with_column(sketches)?;
+            }
+        }
+        Ok(())
     }
 
     /// Merges partial rows into state: returns (new state, updated rows).
@@ -408,16 +628,15 @@ impl AggregatePlan {
         let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
         let mut aggs = self.combine_exprs.clone();
         aggs.push(col(UPDATED).max());
-        let merged = concat(
+        let rows = concat(
             [
                 state.clone().lazy().with_column(lit(false).alias(UPDATED)),
                 partial.clone().lazy().with_column(lit(true).alias(UPDATED)),
             ],
             UnionArgs::default(),
-        )?
-        .group_by(keys)
-        .agg(aggs)
-        .collect()?;
+        )?;
+        let mut merged = if keys.is_empty() { rows.select(aggs).collect()? } else { rows.group_by(keys).agg(aggs).collect()? };
+        self.merge_sketches(&mut merged)?;
         let mask = merged.column(UPDATED)?.bool()?.clone();
         let new_state = merged.drop(UPDATED)?;
         let updated = new_state.filter(&mask)?;
@@ -522,8 +741,10 @@ impl StatefulOperator for StreamingAggregateExec {
     }
 
     fn should_run_another_batch(&self, new_watermark_ms: i64, ctx: &BatchContext) -> bool {
-        self.watermarked().is_some()
-            && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
+        // Spark's StateStoreSaveExec: in append and update mode, whenever the input
+        // watermark moves (even when no key carries event time: a global or per-key
+        // aggregation in update mode runs a no-data batch too).
+        self.mode != OutputMode::Complete && ctx.watermark_for_eviction_ms.is_some_and(|w| new_watermark_ms > w)
     }
 
     fn progress(&self) -> StateOperatorProgress {
