@@ -37,8 +37,6 @@ struct Run {
     case_dir: PathBuf,
     out: PathBuf,
     progress: Vec<StreamingQueryProgress>,
-    /// Per source (in the order of the progress' sources), how many times the plan reads it.
-    scans: Vec<u64>,
     /// How Spark's `numInputRows` relates to the rows Sluice reads.
     input_rows: InputRows,
     work: tempfile::TempDir,
@@ -62,35 +60,12 @@ fn try_run_case(case_dir: &Path) -> anyhow::Result<anyhow::Result<Run>> {
     let session = Session::new();
     let mode: OutputMode = param(&case, "mode").unwrap_or("append").parse()?;
     let df = build_job(&case, &session, &input)?;
-    let scans = source_scans(df.plan());
     let input_rows = input_rows_rule(df.plan());
     let progress = match common::run_contract(df, mode, &out, &ck, ProgressDisplay::Off) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    Ok(Ok(Run { case_dir, out, progress, scans, input_rows, work }))
-}
-
-/// How many times the plan reads each source, in the order the engine lists sources
-/// (first visit, depth first): a self-join reads its source twice.
-fn source_scans(plan: &std::sync::Arc<sluice::engine::plan::LogicalPlan>) -> Vec<u64> {
-    fn walk(
-        p: &std::sync::Arc<sluice::engine::plan::LogicalPlan>,
-        seen: &mut Vec<(sluice::engine::SourceProviderRef, u64)>,
-    ) {
-        if let sluice::engine::plan::LogicalPlan::Source { provider, .. } = p.as_ref() {
-            match seen.iter_mut().find(|(q, _)| std::sync::Arc::ptr_eq(q, provider)) {
-                Some((_, n)) => *n += 1,
-                None => seen.push((provider.clone(), 1)),
-            }
-        }
-        for i in p.inputs() {
-            walk(i, seen);
-        }
-    }
-    let mut seen = vec![];
-    walk(plan, &mut seen);
-    seen.into_iter().map(|(_, n)| n).collect()
+    Ok(Ok(Run { case_dir, out, progress, input_rows, work }))
 }
 
 /// Spark's `numInputRows` of a batch is what its scans output: a self-join's input counts
@@ -202,11 +177,10 @@ fn compare_with_spark(case_dir: &Path, out: &Path) {
 }
 
 /// Every batch ran with Spark's watermark and read Spark's number of rows.
-///
-/// Spark counts a source once per time the plan reads it (a self-join's input twice);
-/// Sluice reads it once per batch, so its rows are multiplied by the plan's scans of each
-/// source (`scans`, in the progress' source order) before comparing.
-fn compare_progress(case_dir: &Path, progress: &[StreamingQueryProgress], scans: &[u64], rule: InputRows) {
+/// Input rows count as Spark counts them: once per scan of a source (a self-join's input
+/// twice, which the engine's progress does too), and see [`InputRows`] for a filter Spark
+/// pushes into its JSON scan.
+fn compare_progress(case_dir: &Path, progress: &[StreamingQueryProgress], rule: InputRows) {
     let expected: Vec<serde_json::Value> = std::fs::read_to_string(case_dir.join("progress.jsonl"))
         .unwrap()
         .lines()
@@ -215,13 +189,8 @@ fn compare_progress(case_dir: &Path, progress: &[StreamingQueryProgress], scans:
     assert_eq!(progress.len(), expected.len(), "number of batches (Spark ran {})", expected.len());
     for (p, e) in progress.iter().zip(&expected) {
         assert_eq!(p.batch_id, e["batch"].as_u64().unwrap());
-        let as_spark: u64 = if scans.iter().all(|n| *n == 1) {
-            p.num_input_rows
-        } else {
-            p.sources.iter().zip(scans).map(|(s, n)| s.num_input_rows * n).sum()
-        };
         match rule {
-            InputRows::PerScan => assert_eq!(as_spark, e["input_rows"].as_u64().unwrap(), "input rows of batch {}", p.batch_id),
+            InputRows::PerScan => assert_eq!(p.num_input_rows, e["input_rows"].as_u64().unwrap(), "input rows of batch {}", p.batch_id),
             InputRows::OutputRows => {
                 assert_eq!(p.sink.num_output_rows, e["input_rows"].as_u64().unwrap(), "rows passing the scan filter in batch {}", p.batch_id)
             }
@@ -238,25 +207,17 @@ fn compare_progress(case_dir: &Path, progress: &[StreamingQueryProgress], scans:
 
 fn oracle(name: &str) {
     let (case_dir, out, progress, _work) = run_case(name);
-    compare_progress(&case_dir, &progress, &[], InputRows::PerScan);
+    compare_progress(&case_dir, &progress, InputRows::PerScan);
     compare_with_spark(&case_dir, &out);
 }
 
-/// The marker of SQL that waits for an engine feature of issue 10 (aggregate functions,
-/// sorting and limits after aggregation): `EngineSession::sql` says "not supported yet".
-const AWAITING: &str = "not supported yet";
-
-/// A `sql` case: must match Spark batch by batch (rows, watermarks, input rows), unless
-/// its SQL waits for issue 10's engine features, which is reported and skipped.
+/// A `sql` case: must match Spark batch by batch (rows, watermarks, input rows).
 fn oracle_sql(name: &str) {
     match try_run_case(&cases_dir().join(name)) {
-        Err(e) if format!("{e:#}").contains(AWAITING) => {
-            eprintln!("{name}: waits for issue 10 ({e:#})");
-        }
         Err(e) => panic!("{name}: {e:#}"),
         Ok(Err(e)) => panic!("{name} failed while running: {e:#}"),
         Ok(Ok(run)) => {
-            compare_progress(&run.case_dir, &run.progress, &run.scans, run.input_rows);
+            compare_progress(&run.case_dir, &run.progress, run.input_rows);
             compare_with_spark(&run.case_dir, &run.out);
         }
     }
@@ -386,7 +347,9 @@ fn extra_cases_match_spark() {
         if std::fs::read_to_string(case_dir.join("case.json")).unwrap().contains("\"job\": \"sql\"") {
             match extra_sql_case(&case_dir) {
                 Outcome::Match => report.push(format!("{name}: match")),
-                Outcome::Waits(why) => report.push(format!("{name}: waits for issue 10: {why}")),
+                Outcome::Match if KNOWN_GAPS.iter().any(|(n, _)| *n == name) => {
+                    failures.push(format!("{name}: matches Spark now: take it off KNOWN_GAPS"))
+                }
                 Outcome::Differs(why) if KNOWN_GAPS.iter().any(|(n, _)| *n == name) => {
                     report.push(format!("{name}: known engine gap, differs: {}", why.lines().next().unwrap_or("")))
                 }
@@ -401,8 +364,8 @@ fn extra_cases_match_spark() {
     assert!(failures.is_empty(), "extra sql cases differ from Spark:\n{}", failures.join("\n\n"));
 }
 
-/// Extra `sql` cases that need engine work of issue 10 beyond functions (named here so
-/// that the suite says why they differ; each one passes as soon as the engine can).
+/// Extra `sql` cases that need engine work beyond the SQL front end (named here so that
+/// the suite says why they differ; each one passes as soon as the engine can).
 const KNOWN_GAPS: &[(&str, &str)] = &[
     (
         "sql_distinct_users_append",
@@ -413,16 +376,10 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "sql_join_window_agg_append",
         "the same: the join's window columns come from projections, and carry no watermark",
     ),
-    (
-        "sql_global_update_wm",
-        "Spark runs a no-data batch for an aggregation in update mode whenever the watermark advances (the \
-         engine's aggregate operator gains it with issue 10)",
-    ),
 ];
 
 enum Outcome {
     Match,
-    Waits(String),
     Differs(String),
 }
 
@@ -431,14 +388,13 @@ enum Outcome {
 /// every batch's watermark and input rows as Spark's progress.
 fn extra_sql_case(case_dir: &Path) -> Outcome {
     let run = match try_run_case(case_dir) {
-        Err(e) if format!("{e:#}").contains(AWAITING) => return Outcome::Waits(format!("{e:#}")),
         Err(e) => return Outcome::Differs(format!("the query was refused: {e:#}")),
         Ok(Err(e)) => return Outcome::Differs(format!("the query failed: {e:#}")),
         Ok(Ok(run)) => run,
     };
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(case_dir.join("case.json")).unwrap()).unwrap();
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        compare_progress(&run.case_dir, &run.progress, &run.scans, run.input_rows);
+        compare_progress(&run.case_dir, &run.progress, run.input_rows);
         match case["approx_fields"].as_object() {
             Some(fields) => compare_estimates(&run, &case, fields),
             None => compare_with_spark(&run.case_dir, &run.out),

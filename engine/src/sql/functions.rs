@@ -4,16 +4,15 @@
 //!
 //! Aggregates come in two forms: over a stream they are the expressions the engine's
 //! incremental aggregation accepts (`len()`, `count`, `sum`, `mean`, `min`, `max`, `first`,
-//! `last` and those of [`crate::api::functions`]); over static views, plain Polars
-//! aggregations. The aggregates that wait for the engine's issue 10
-//! ([`AWAITING_AGGREGATIONS`]) fail here, in one place, with "not supported yet".
+//! `last` and those of [`crate::api::functions`]: `stddev`, `collect_set`,
+//! `approx_count_distinct`, ...); over static views, plain Polars aggregations.
 
 use polars::prelude::*;
 use sqlparser::ast::{Expr as SqlExpr, FunctionArgExpr};
 
 use super::expr::{int_literal, string_literal, ts_type, Translator};
 use super::resolve::{error_at, quote, suggestions};
-use crate::{Result, SluiceError};
+use crate::Result;
 
 /// Scalar functions, by name.
 const SCALARS: &[&str] = &[
@@ -33,15 +32,6 @@ const AGGREGATES: &[&str] = &[
     "stddev_samp", "sum", "var_pop", "var_samp", "variance",
 ];
 
-/// The functions (and forms) that need issue 10's aggregations in the engine before they
-/// run on a stream; until then [`EngineSession::sql`](crate::EngineSession::sql) fails
-/// with "not supported yet" for them.
-pub const AWAITING_AGGREGATIONS: &[&str] = &[
-    "stddev", "std", "stddev_samp", "stddev_pop", "variance", "var_samp", "var_pop", "collect_list", "array_agg",
-    "collect_set", "approx_count_distinct", "min_by", "max_by", "count_if", "first(x, true)", "last(x, true)",
-    "first_value(x, true)", "last_value(x, true)", "window_time",
-];
-
 /// Every function name Sluice's SQL knows, sorted.
 pub fn function_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = SCALARS.iter().chain(AGGREGATES).copied().collect();
@@ -51,17 +41,6 @@ pub fn function_names() -> Vec<&'static str> {
 
 pub(crate) fn is_aggregate(name: &str) -> bool {
     AGGREGATES.contains(&name)
-}
-
-/// The error of a function that waits for the engine's issue 10.
-fn awaiting(name: &str, node: &SqlExpr) -> SluiceError {
-    error_at(
-        node,
-        format!(
-            "{name} on a stream is not supported yet: it needs the engine's incremental form of this aggregate \
-             (issue 10); it works on static views"
-        ),
-    )
 }
 
 fn n_args(name: &str, args: &[FunctionArgExpr], min: usize, max: usize, node: &SqlExpr) -> Result<()> {
@@ -183,17 +162,27 @@ pub(crate) fn aggregate(row: &Translator, name: &str, args: &[FunctionArgExpr], 
             match (ignore_nulls, streaming) {
                 (false, _) if first => x.first(),
                 (false, _) => x.last(),
-                (true, true) => return Err(awaiting(&format!("{name}(x, true)"), node)),
+                (true, true) if first => crate::api::functions::first_value(x, true),
+                (true, true) => crate::api::functions::last_value(x, true),
                 (true, false) if first => x.drop_nulls().first(),
                 (true, false) => x.drop_nulls().last(),
             }
         }
         "stddev" | "std" | "stddev_samp" | "stddev_pop" | "variance" | "var_samp" | "var_pop" => {
             n_args(name, args, 1, 1, node)?;
-            let x = f64_of(arg(0)?);
             if streaming {
-                return Err(awaiting(name, node));
+                use crate::api::functions as f;
+                let x = arg(0)?;
+                return Ok(match name {
+                    "stddev_pop" => f::stddev_pop(x),
+                    "var_pop" => f::var_pop(x),
+                    "variance" => f::variance(x),
+                    "var_samp" => f::var_samp(x),
+                    "stddev_samp" => f::stddev_samp(x),
+                    _ => f::stddev(x),
+                });
             }
+            let x = f64_of(arg(0)?);
             match name {
                 "stddev_pop" => x.std(0),
                 "var_pop" => x.var(0),
@@ -205,22 +194,28 @@ pub(crate) fn aggregate(row: &Translator, name: &str, args: &[FunctionArgExpr], 
             n_args(name, args, 1, 1, node)?;
             let x = arg(0)?;
             if streaming {
-                return Err(awaiting(name, node));
+                return Ok(if name == "collect_set" { crate::api::functions::collect_set(x) } else { crate::api::functions::collect_list(x) });
             }
             if name == "collect_set" { x.drop_nulls().unique_stable().implode(false) } else { x.drop_nulls().implode(false) }
         }
         "approx_count_distinct" => {
             n_args(name, args, 1, 2, node)?;
             let x = arg(0)?;
+            let mut rsd = 0.05; // Spark's default
             if args.len() == 2 {
-                let rsd = sql_arg(&args[1], node)?;
-                let ok = matches!(rsd, SqlExpr::Value(v) if matches!(&v.value, sqlparser::ast::Value::Number(n, _) if n.parse::<f64>().is_ok_and(|r| r > 0.0 && r < 1.0)));
-                if !ok {
-                    return Err(error_at(rsd, "the relative standard deviation of approx_count_distinct must be a number between 0 and 1"));
+                let r = sql_arg(&args[1], node)?;
+                rsd = match r {
+                    SqlExpr::Value(v) => match &v.value {
+                        sqlparser::ast::Value::Number(n, _) => n.parse::<f64>().ok(),
+                        _ => None,
+                    },
+                    _ => None,
                 }
+                .filter(|r| *r > 0.0 && *r < 1.0)
+                .ok_or_else(|| error_at(r, "the relative standard deviation of approx_count_distinct must be a number between 0 and 1"))?;
             }
             if streaming {
-                return Err(awaiting(name, node));
+                return crate::api::functions::approx_count_distinct(x, rsd).map_err(|e| error_at(node, e));
             }
             x.drop_nulls().n_unique().cast(DataType::Int64)
         }
@@ -228,7 +223,7 @@ pub(crate) fn aggregate(row: &Translator, name: &str, args: &[FunctionArgExpr], 
             n_args(name, args, 2, 2, node)?;
             let (x, ord) = (arg(0)?, arg(1)?);
             if streaming {
-                return Err(awaiting(name, node));
+                return Ok(if name == "min_by" { crate::api::functions::min_by(x, ord) } else { crate::api::functions::max_by(x, ord) });
             }
             let opts = SortMultipleOptions::default().with_order_descending(name == "max_by").with_nulls_last(true);
             x.filter(ord.clone().is_not_null()).sort_by([ord.clone().filter(ord.is_not_null())], opts).first()
@@ -237,7 +232,7 @@ pub(crate) fn aggregate(row: &Translator, name: &str, args: &[FunctionArgExpr], 
             n_args(name, args, 1, 1, node)?;
             let p = arg(0)?;
             if streaming {
-                return Err(awaiting(name, node));
+                return Ok(crate::api::functions::count_if(p));
             }
             p.cast(DataType::Int64).sum()
         }
@@ -488,12 +483,8 @@ pub(crate) fn scalar(tr: &Translator, name: &str, args: &[FunctionArgExpr], node
         }
         "window_time" => {
             n(1, 1)?;
-            let w = arg(0)?;
-            if tr.streaming {
-                return Err(awaiting(name, node));
-            }
-            // The window's end minus 1 µs (Spark), a timestamp.
-            (w.struct_().field_by_name("end").cast(DataType::Int64) - lit(1i64)).cast(ts_type())
+            // The window's end minus 1 µs (Spark), carrying the window's watermark.
+            crate::api::functions::window_time(arg(0)?)
         }
         _ => {
             let mut candidates: Vec<&str> = function_names();

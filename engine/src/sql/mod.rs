@@ -39,7 +39,7 @@ use crate::api::{EngineSession, StreamingDataFrame};
 use crate::plan::LogicalPlan;
 use crate::{Result, SluiceError};
 
-pub use functions::{function_names, AWAITING_AGGREGATIONS};
+pub use functions::function_names;
 
 /// A registered view: the plan of a streaming data frame, or a static Polars frame.
 #[derive(Clone)]

@@ -13,8 +13,9 @@
 //! SELECT items                                 ─► select(exprs) (skipped when it would
 //!                                                 change nothing)
 //! DISTINCT                                     ─► drop_duplicates(all columns)
-//! ORDER BY / LIMIT                             ─► sort / limit (static views; on a stream
-//!                                                 after aggregation in complete mode)
+//! ORDER BY / LIMIT                             ─► sort / limit (on a stream: after an
+//!                                                 aggregation in complete mode, checked at
+//!                                                 start() as in Spark)
 //! ```
 //! A join keeps the equality conjuncts of `ON` between the two sides as keys and the rest
 //! as the join condition (stream-stream: where the time range bounds the state) or as a
@@ -115,11 +116,16 @@ impl Rel {
     }
     fn sort(self, by: Vec<Expr>, descending: Vec<bool>, nulls_last: Vec<bool>, node: &impl Spanned) -> Result<Rel> {
         match self {
-            Rel::Stream(_) => Err(error_at(
-                node,
-                "ORDER BY on a stream is not supported yet: it needs the engine's sort after an aggregation in \
-                 complete mode (issue 10)",
-            )),
+            Rel::Stream(df) => {
+                if nulls_last != descending {
+                    return Err(error_at(
+                        node,
+                        "NULLS FIRST / NULLS LAST on a stream: only Spark's default order (nulls first ascending, \
+                         last descending) is supported",
+                    ));
+                }
+                Ok(Rel::Stream(df.sort(by, &descending)))
+            }
             Rel::Static(lf) => Ok(Rel::Static(Box::new(lf.sort_by_exprs(
                 by,
                 SortMultipleOptions::default()
@@ -129,14 +135,10 @@ impl Rel {
             )))),
         }
     }
-    fn limit(self, n: u64, node: &impl Spanned) -> Result<Rel> {
+    fn limit(self, n: u64) -> Rel {
         match self {
-            Rel::Stream(_) => Err(error_at(
-                node,
-                "LIMIT on a stream is not supported yet: it needs the engine's limit after an aggregation in \
-                 complete mode (issue 10)",
-            )),
-            Rel::Static(lf) => Ok(Rel::Static(Box::new(lf.limit(n.min(IdxSize::MAX as u64) as IdxSize)))),
+            Rel::Stream(df) => Rel::Stream(df.limit(usize::try_from(n).unwrap_or(usize::MAX))),
+            Rel::Static(lf) => Rel::Static(Box::new(lf.limit(n.min(IdxSize::MAX as u64) as IdxSize))),
         }
     }
 }
@@ -291,7 +293,7 @@ impl<'s> Planner<'s> {
             rel = rel.sort(by, desc, nl, ob_span(ob))?;
         }
         if let Some(l) = limit {
-            rel = rel.limit(limit_value(l)?, limit_span(l))?;
+            rel = rel.limit(limit_value(l)?);
         }
         Ok(Planned { rel, scope: p.scope })
     }
@@ -598,7 +600,7 @@ impl<'s> Planner<'s> {
             rel = rel.sort(by, order.iter().map(|o| o.desc).collect(), order.iter().map(|o| o.nulls_last).collect(), ob_span(ob))?;
         }
         if let Some(l) = limit {
-            rel = rel.limit(limit_value(l)?, limit_span(l))?;
+            rel = rel.limit(limit_value(l)?);
         }
         if has_hidden {
             rel = rel.select(items.iter().map(|i| col(i.name.as_str())).collect());
