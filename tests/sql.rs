@@ -281,6 +281,36 @@ fn q_name(line: &str) -> String {
     serde_json::from_str::<serde_json::Value>(line).unwrap()["query"].as_str().unwrap().to_string()
 }
 
+/// A stream-stream outer self-join with watermarks and a time range starts (each side's
+/// state is bounded through the other side's `time_right`), as in Spark; without
+/// watermarks Spark's refusal comes at `start()`.
+#[test]
+fn outer_self_joins_with_a_time_range_start() {
+    let q = "SELECT a.page, a.time, b.time AS t2 FROM edits a LEFT OUTER JOIN edits b ON a.page = b.page \
+             AND a.user <> b.user AND b.time BETWEEN a.time AND a.time + interval 10 minutes";
+    for (watermark, ok) in [(Some("1 minute"), true), (None, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let session = session_with_views(dir.path(), watermark);
+        let started = session
+            .sql(q)
+            .unwrap()
+            .into_stream()
+            .unwrap()
+            .write_stream()
+            .trigger(Trigger::AvailableNow)
+            .checkpoint_location(dir.path().join("ck"))
+            .progress(ProgressDisplay::Off)
+            .foreach_batch(|_, _| Ok(()))
+            .start();
+        match (started, ok) {
+            (Ok(query), true) => query.await_termination().unwrap(),
+            (Err(e), false) => assert!(e.to_string().contains("Stream-stream LeftOuter join"), "{e}"),
+            (Ok(_), false) => panic!("an outer join without watermarks must be refused"),
+            (Err(e), true) => panic!("{e}"),
+        }
+    }
+}
+
 /// A tiny deterministic generator (xorshift64*), so that a failure reproduces.
 struct Rng(u64);
 impl Rng {

@@ -24,7 +24,7 @@ Example (the README's quick start: 10-minute edit counts per channel of the bund
   sluice sql \"SELECT window(time, '10 minutes') AS window, channel, count(*) AS edits,
                      sum(added) AS added FROM edits
               GROUP BY window(time, '10 minutes'), channel\" \\
-    --source edits=json:target/sql/views/edits \\
+    --source edits=json:target/edits \\
     --schema edits='time timestamp, channel string, page string, user string, isRobot boolean,
                     isNew boolean, delta bigint, added bigint, deleted bigint' \\
     --option edits.maxFilesPerTrigger=1 --watermark edits.time='1 minute' \\

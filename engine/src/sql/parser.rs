@@ -160,9 +160,10 @@ mod tests {
         let Err(SluiceError::Parse { message, line, column }) = parse("SELECT a,\n  b FRM edits") else {
             panic!("expected a parse error")
         };
-        assert_eq!((line, column), (2, 5), "{message}");
-        assert!(message.contains("at or near 'FRM'"), "{message}");
-        assert!(message.contains("  b FRM edits\n    ^^^"), "{message}");
+        // `b FRM` is `b AS FRM`; `edits` is where the text stops being SQL.
+        assert_eq!((line, column), (2, 9), "{message}");
+        assert!(message.contains("at or near 'edits'"), "{message}");
+        assert!(message.contains("  b FRM edits\n        ^^^^^"), "{message}");
     }
 
     #[test]
