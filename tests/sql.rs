@@ -423,4 +423,5 @@ fn no_text_makes_sql_panic() {
         texts.len() + 2
     );
     assert!(streams > 100 && parse > 100 && analysis > 100, "the generator should reach every outcome");
+    assert_eq!(other, 0, "every refusal is a parse or an analysis error");
 }

@@ -162,6 +162,13 @@ impl EngineSession {
     /// Spark refuses on streams. Never panics, whatever the text.
     pub fn sql(&self, text: &str) -> Result<SqlFrame> {
         let statement = parser::parse(text)?;
-        planner::plan_query(self, &statement)
+        planner::plan_query(self, &statement).map_err(|e| match e {
+            // A Polars type error while planning: the query does not type-check.
+            SluiceError::Polars(p) => SluiceError::analysis(format!(
+                "[DATATYPE_MISMATCH] the query does not type-check: {}",
+                p.to_string().lines().next().unwrap_or_default()
+            )),
+            other => other,
+        })
     }
 }
