@@ -64,7 +64,9 @@ use sluice_engine::{EngineSession, Result, SluiceError};
 pub use console::{ConsoleSink, ConsoleSinkProvider};
 pub use file::{FileSink, FileSinkProvider, FileSource, FileSourceFormat, FileSourceProvider, read_output};
 pub use formats::functions::{from_json, to_json};
-pub use formats::manifest::{METADATA_DIR, ManifestEntry, ManifestFile, manifest_entry_path, read_manifest};
+pub use formats::manifest::{
+    METADATA_DIR, ManifestEntry, ManifestFile, check_manifest_ids, manifest_entry_path, read_manifest,
+};
 pub use formats::{FileFormat, ParseMode};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaSink, KafkaSinkProvider, KafkaSource, KafkaSourceFormat, KafkaSourceProvider};

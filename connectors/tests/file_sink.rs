@@ -108,6 +108,7 @@ fn two_parquet_batches_are_listed_exactly_and_replay_is_a_no_op() {
     assert_eq!(line["rows"], 7);
     assert_eq!(line["path"], manifest[1].files[0].path.as_str());
     assert!(line["size"].as_u64().unwrap() > 0);
+    assert!(lines.next().unwrap().starts_with("#sluice crc32="), "the checksum trailer");
     assert_eq!(lines.next(), None);
 
     let before = read_output(out).unwrap();
@@ -157,7 +158,7 @@ fn empty_batch_gets_an_entry_but_no_file() {
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].batch_id, 0);
     assert!(m[0].files.is_empty());
-    assert_eq!(fs::read_to_string(manifest_entry_path(out, 0)).unwrap(), "v1\n");
+    assert_eq!(fs::read(manifest_entry_path(out, 0)).unwrap(), sluice_checkpoint::checksum::seal(b"v1\n"));
     assert_eq!(read_output(out).unwrap().height(), 0);
     s.add_batch(1, &batch(0, 2)).unwrap();
     assert_eq!(read_output(out).unwrap().height(), 2);

@@ -41,8 +41,9 @@ fn mtime_ns(path: &Path, meta: &std::fs::Metadata) -> Result<i128> {
 /// regular files directly in the directory, not hidden.
 ///
 /// # Errors
-/// [`SluiceError::Io`] naming the directory that cannot be listed;
-/// [`SluiceError::Checkpoint`] naming a corrupt manifest entry.
+/// [`SluiceError::Io`] naming the directory that cannot be listed or a manifest-listed
+/// file that is missing; [`SluiceError::Checkpoint`] naming a corrupt or missing
+/// manifest entry.
 pub(crate) fn list(dir: &Path) -> Result<Vec<ListedFile>> {
     let meta_dir = dir.join(METADATA_DIR);
     let has_manifest =
@@ -54,8 +55,9 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<ListedFile>> {
 
 /// The files listed by the manifest entries of a file sink's output directory: files of
 /// the directory that no entry lists (orphans of a batch that crashed before its entry
-/// was written) are not taken. A listed file that is gone is skipped, as a file deleted
-/// while listing the directory is.
+/// was written) are not taken. A missing or damaged entry, or a listed file that is
+/// gone, is an error naming it: the sink's output is immutable, so either means lost
+/// output, never something to skip.
 fn list_manifest(dir: &Path) -> Result<Vec<ListedFile>> {
     let mut names = HashSet::new();
     let mut files = Vec::new();
@@ -66,9 +68,13 @@ fn list_manifest(dir: &Path) -> Result<Vec<ListedFile>> {
             }
             let path = dir.join(&f.path);
             let Some(meta) = stat(&path)? else {
-                tracing::warn!(path = %path.display(), batch_id = entry.batch_id,
-                    "a file listed by the sink manifest is missing; skipping it");
-                continue;
+                return Err(SluiceError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("listed by the file sink's manifest entry of batch {} but missing", entry.batch_id),
+                    ),
+                });
             };
             if meta.is_file() {
                 // The directory and the manifest's paths are UTF-8.

@@ -43,8 +43,8 @@ use sluice_engine::{OutputMode, Options, Result, Sink, SinkContext, SinkProvider
 
 use super::options::{FileSinkOptions, SINK_OPTIONS};
 use crate::formats::manifest::{
-    METADATA_DIR, ManifestFile, encode_fields, manifest_entry_path, read_manifest, read_manifest_entry, sync_dir,
-    write_manifest_entry,
+    METADATA_DIR, ManifestFile, check_manifest_ids, encode_fields, manifest_entry_path, read_manifest,
+    read_manifest_entry, sync_dir, write_manifest_entry,
 };
 use crate::formats::{FileError, FileFormat};
 
@@ -173,11 +173,13 @@ impl Sink for FileSink {
         mode == OutputMode::Append
     }
 
-    /// Creates the output and manifest directories.
+    /// Creates the output and manifest directories, and checks that the manifest has no
+    /// gap (a lost entry would hide that batch's output from every reader).
     ///
     /// # Errors
     /// [`SluiceError::Analysis`] for an output mode other than Append;
-    /// [`SluiceError::Io`] naming the directory that cannot be created.
+    /// [`SluiceError::Io`] naming the directory that cannot be created;
+    /// [`SluiceError::Checkpoint`] (`Missing`) naming a missing manifest entry.
     fn initialize(&mut self, ctx: &SinkContext) -> Result<()> {
         if !self.supports_output_mode(ctx.output_mode) {
             return Err(SluiceError::analysis(format!(
@@ -185,7 +187,8 @@ impl Sink for FileSink {
                 self.format, ctx.output_mode
             )));
         }
-        self.ensure_dirs()
+        self.ensure_dirs()?;
+        check_manifest_ids(&self.out_dir)
     }
 
     /// Writes the rows of `batch_id` as one data file (none when `data` has no rows) and

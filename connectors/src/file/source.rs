@@ -56,7 +56,7 @@ use super::listing::{ListedFile, list};
 use super::options::{FileSourceConfig, source_options};
 use super::source_log::{LoggedFile, SourceLog, log_offset};
 use crate::formats::records::Decoded;
-use crate::formats::{FileFormat, ParseMode, csv, json, parquet};
+use crate::formats::{FileFormat, ParseMode, compression, csv, json, parquet};
 
 /// The `json`, `csv` and `parquet` source formats of `read_stream().format(..)`;
 /// [`register_all`](crate::register_all) registers one per [`FileFormat`].
@@ -76,7 +76,10 @@ use crate::formats::{FileFormat, ParseMode, csv, json, parquet};
 /// query starts, as options nothing used.
 ///
 /// Files taken: the regular files directly in the directory whose names start with
-/// neither `.` nor `_`, oldest (modification time, then path) first. When the directory
+/// neither `.` nor `_`, oldest (modification time, then path) first. JSON and CSV files
+/// ending in `.gz`, `.deflate`, `.zst`, `.bz2` or `.lz4` are decompressed (see
+/// [`crate::formats::compression`]); other compressed files are refused, never read as
+/// text. When the directory
 /// holds a `_sluice_metadata` manifest (the output of a file sink), only the files its
 /// entries list are taken (Spark's `MetadataLogFileIndex`); other files there, such as
 /// part files orphaned by a crashed batch, are ignored, and a corrupt manifest entry is
@@ -450,7 +453,8 @@ fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame> {
 fn read_file(cfg: &FileSourceConfig, path: &str) -> Result<RecordBatch> {
     let decoded = match cfg.kind {
         FileFormat::Json | FileFormat::Csv => {
-            let bytes = std::fs::read(path).map_err(|source| SluiceError::Io { path: path.to_string(), source })?;
+            // Decompressed by extension; a compressed file is never parsed as text.
+            let bytes = compression::read_text_file(path)?;
             match cfg.kind {
                 FileFormat::Json => json::decode(&cfg.decoding(), path, &bytes)?,
                 _ => csv::decode(&cfg.csv, &cfg.decoding(), path, &bytes)?,

@@ -69,12 +69,15 @@ impl SourceLog {
     /// Rebuilds the set of files taken from the whole log.
     ///
     /// # Errors
-    /// [`SluiceError::Checkpoint`] naming an entry that is not a file source log entry.
+    /// [`SluiceError::Checkpoint`] naming an entry that is not a file source log entry,
+    /// or (`Missing`) the first entry missing below the last one.
     pub fn load(&mut self, ctx: SourceContext<'_>) -> Result<()> {
         let log = ctx.checkpoint.log::<serde_json::Value>(ctx.log_name());
         *self = Self::default();
-        for id in log.batch_ids()? {
-            let files = parse_entry(&log, ctx, id, log.require(id)?)?;
+        // The log is never purged and starts at 1: a missing entry (the first one
+        // included) is named, not skipped, so no file is ever taken twice.
+        for (id, value) in log.entries(1..)? {
+            let files = parse_entry(&log, ctx, id, value)?;
             self.seen.extend(files.iter().map(|f| f.path.clone()));
             self.entries.insert(id, files);
             self.latest_id = Some(id);

@@ -189,31 +189,41 @@ pub(crate) fn decode(opts: &CsvOptions, how: &RecordDecoding<'_>, path: &str, by
 }
 
 /// For a malformed CSV record: the row Spark keeps in PERMISSIVE mode (fields that convert,
-/// nulls elsewhere; missing trailing fields null) and a message naming what failed.
+/// nulls elsewhere; missing trailing fields null; fields beyond the schema's columns
+/// dropped) and a message naming what failed.
 fn csv_partial_row(opts: &CsvOptions, schema: &ArrowSchemaRef, raw: &[u8], error: &ArrowError) -> (RecordBatch, String) {
     let n = schema.fields().len();
     let strings = string_schema(schema);
     let one_row = |batches: Vec<RecordBatch>| batches.into_iter().find(|b| b.num_rows() == 1);
     let exact = csv_read(csv_builder(opts, strings.clone(), 1), raw).ok().and_then(one_row);
-    let (batch, short) = match exact {
-        Some(b) => (b, false),
+    let (batch, problem) = match exact {
+        Some(b) => (b, None),
         None => match csv_read(csv_builder(opts, strings, 1).with_truncated_rows(true), raw).ok().and_then(one_row) {
-            Some(b) => (b, true),
+            Some(b) => (b, Some(format!("the record has fewer fields than the {n} columns of the schema"))),
             None => {
-                let message = match error {
-                    ArrowError::CsvError(m) if m.contains("incorrect number of fields") => {
-                        format!("the record has more fields than the {n} columns of the schema")
+                // More fields than columns: read them all (the delimiters bound their
+                // number) and keep the first n, as Spark does.
+                let upper = 1 + raw.iter().filter(|b| **b == opts.delimiter).count();
+                let wide = (upper > n)
+                    .then(|| {
+                        let fields: Vec<ArrowField> =
+                            (0..upper).map(|i| ArrowField::new(format!("c{i}"), ArrowDataType::Utf8, true)).collect();
+                        let builder = csv_builder(opts, Arc::new(ArrowSchema::new(fields)), 1).with_truncated_rows(true);
+                        csv_read(builder, raw).ok().and_then(one_row)
+                    })
+                    .flatten();
+                match wide {
+                    Some(b) => {
+                        let columns = b.columns()[..n].to_vec();
+                        let kept = RecordBatch::try_new(string_schema(schema), columns).unwrap_or_else(|_| null_row(schema));
+                        (kept, Some(format!("the record has more fields than the {n} columns of the schema")))
                     }
-                    other => other.to_string(),
-                };
-                return (null_row(schema), message);
+                    None => return (null_row(schema), error.to_string()),
+                }
             }
         },
     };
-    let mut problems = Vec::new();
-    if short {
-        problems.push(format!("the record has fewer fields than the {n} columns of the schema"));
-    }
+    let mut problems: Vec<String> = problem.into_iter().collect();
     let safe = CastOptions { safe: true, ..Default::default() };
     let mut columns = Vec::with_capacity(n);
     for (field, text) in schema.fields().iter().zip(batch.columns()) {

@@ -38,6 +38,7 @@ use polars::prelude::{Column, DataType, Expr, Field, Schema};
 use sluice_engine::interop::{array_to_series, series_to_array};
 use sluice_engine::{Result, SluiceError};
 
+use super::json::{SparkJsonEncoders, decode_json_lines, prepare};
 use super::records::null_row;
 use super::types::nested_arrow_type;
 
@@ -54,11 +55,14 @@ const TO_JSON_TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 ///   name (use `.alias(..)`). A null input is a null struct. A value that is not one JSON
 ///   object (malformed, empty, several values) is a struct whose fields are all null; a
 ///   field whose value does not convert to its type is null while the other fields are
-///   kept (Spark 3's partial results). Fields not in the schema are ignored.
+///   kept (Spark 3's partial results). Fields not in the schema are ignored. A value
+///   nested deeper than [`MAX_JSON_DEPTH`](crate::formats::json::MAX_JSON_DEPTH) is malformed (all fields null).
 /// * Types: `Boolean`, `Int32`, `Int64`, `UInt32`, `UInt64`, `Float32`, `Float64`,
 ///   `String`, `Date`, `Datetime(unit, None)` (RFC 3339 strings; naive ones read as UTC;
-///   numbers as epoch values in `unit`), and `List` / `Struct` of those. Conversions are
-///   arrow-json's, which also reads quoted numbers (`"1"` as 1) where Spark gives null.
+///   integral numbers as seconds since the epoch, as Spark), and `List` / `Struct` of
+///   those. Conversions are the file source's JSON ones (`crate::formats::json`): a
+///   string field keeps an object or array as its JSON text, floats read `NaN` and
+///   `Infinity`, integers reject `1.5`.
 ///
 /// # Errors
 /// [`SluiceError::InvalidArgument`] when `schema` is empty or has another type (e.g. a
@@ -96,7 +100,8 @@ pub fn from_json(expr: Expr, schema: &Schema) -> Result<Expr> {
 
 /// Writes a struct column as one JSON object per row (Spark's `to_json`): a `String`
 /// column named like the input; a null struct gives null. Null fields are omitted
-/// (Spark's `ignoreNullFields=true`), timestamps are written as
+/// (Spark's `ignoreNullFields=true`), floats that are not finite as `"NaN"`,
+/// `"Infinity"`, `"-Infinity"` (as Spark), timestamps are written as
 /// `2015-09-12T00:10:00.000Z` (UTC, milliseconds), nested structs as objects, lists as
 /// arrays, binary as hex strings. Build the struct with
 /// `polars::prelude::as_struct(vec![col("a"), col("b")])`.
@@ -162,25 +167,14 @@ fn values_of(array: &ArrayRef) -> std::result::Result<Vec<Option<&[u8]>>, ArrowE
     })
 }
 
-fn decoder(schema: &ArrowSchemaRef, rows: usize, lenient: bool) -> std::result::Result<arrow::json::reader::Decoder, ArrowError> {
-    arrow::json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(rows.max(1))
-        .with_ignore_type_conflicts(lenient)
-        .build_decoder()
-}
-
-/// Decodes `values` as one JSON object each into a batch of exactly `values.len()` rows;
-/// fails if any value is not exactly one JSON object.
+/// Decodes `values` as one JSON object each into a batch of exactly `values.len()` rows,
+/// with the file source's decoders (Spark's conversions); fails if any value is not
+/// exactly one JSON object or nests deeper than [`MAX_JSON_DEPTH`](crate::formats::json::MAX_JSON_DEPTH).
 fn decode_all(schema: &ArrowSchemaRef, values: &[&[u8]], lenient: bool) -> std::result::Result<RecordBatch, ArrowError> {
-    let mut decoder = decoder(schema, values.len(), lenient)?;
-    for value in values {
-        let before = decoder.len();
-        let read = decoder.decode(value)?;
-        if read != value.len() || decoder.has_partial_record() || decoder.len() != before + 1 {
-            return Err(ArrowError::JsonError("a value must hold exactly one JSON object".into()));
-        }
-    }
-    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
+    let prepared = values.iter().map(|v| prepare(v).map_err(ArrowError::JsonError)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let texts: Vec<&[u8]> = prepared.iter().map(|p| p.as_ref()).collect();
+    decode_json_lines(schema, &texts, lenient)
+        .map_err(|e| ArrowError::JsonError(format!("a value must hold exactly one JSON object: {e}")))
 }
 
 /// Parses a String / Binary array of JSON objects into a struct array with `schema`'s
@@ -226,7 +220,8 @@ fn encode_json_rows(field: &FieldRef, array: &dyn Array) -> Result<StringArray> 
     let options = arrow::json::writer::EncoderOptions::default()
         .with_explicit_nulls(false)
         .with_timestamp_format(TO_JSON_TIMESTAMP_FORMAT.to_string())
-        .with_timestamp_tz_format(TO_JSON_TIMESTAMP_FORMAT.to_string());
+        .with_timestamp_tz_format(TO_JSON_TIMESTAMP_FORMAT.to_string())
+        .with_encoder_factory(Arc::new(SparkJsonEncoders));
     let mut encoder = arrow::json::writer::make_encoder(field, array, &options)?;
     let mut buf = Vec::with_capacity(array.len() * 64);
     let mut bounds = Vec::with_capacity(array.len());

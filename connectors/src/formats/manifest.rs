@@ -10,12 +10,31 @@
 //! A manifest entry is `"v1\n"` followed by one JSON line per data file of the batch:
 //! `{"path": "part-00003-<uuid>.parquet", "size": <bytes>, "rows": <n>, "schema": [...]}`
 //! (`path` relative to `<out>`; `schema` is the Arrow type of the rows, see
-//! [`ManifestFile::schema`]). A batch with no rows has an entry with no file lines.
+//! [`ManifestFile::schema`]), sealed with the checkpoint's checksum trailer
+//! `#sluice crc32=<hex> len=<bytes>` as its last line
+//! ([`sluice_checkpoint::checksum`]). A batch with no rows has an entry with no file
+//! lines.
+//!
+//! ```text
+//! v1
+//! {"path":"part-00003-6f1c....parquet","size":2412,"rows":130,"schema":[...]}
+//! #sluice crc32=1c291ca3 len=96
+//! ```
 //!
 //! Files no entry lists (left by a crash between the data and the manifest write) are
 //! ignored by every reader that goes through [`read_manifest`]. An entry is written
 //! atomically ([`write_manifest_entry`]: temporary file in `_sluice_metadata`, fsync,
 //! rename, fsync of the directory), so a reader sees a whole entry or none.
+//!
+//! # Damage is an error, never less output
+//! The file sink writes an entry for every batch, from batch 0, so the entries are
+//! `0..=N` without a gap. Every reader ([`read_manifest`]: the file source, the static
+//! reader, [`read_output`](crate::file::read_output)) and the sink at start
+//! ([`check_manifest_ids`]) fail when one is missing, naming it
+//! ([`CheckpointError::Missing`]), rather than silently returning the output of the
+//! others; an entry whose checksum, header or lines do not check out is
+//! [`CheckpointError::Corrupt`] naming it. (Entries written before the trailer existed
+//! are reported as corrupt too.) There is no compaction: readers read every entry.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -25,7 +44,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
-use sluice_checkpoint::{BatchId, CheckpointError};
+use sluice_checkpoint::{BatchId, CheckpointError, checksum};
 
 use sluice_engine::{Result, SluiceError};
 
@@ -166,19 +185,21 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> SluiceError {
     SluiceError::Checkpoint(CheckpointError::Corrupt { path: path.display().to_string(), reason: reason.into() })
 }
 
-/// Parses the manifest entry at `path` (of batch `batch_id`).
+/// Parses the manifest entry at `path` (of batch `batch_id`), checking its checksum
+/// trailer first.
 ///
 /// # Errors
 /// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
-/// empty, torn (no final newline), header-less or unparsable entry, or one listing a
+/// empty, torn, damaged (checksum), header-less or unparsable entry, or one listing a
 /// path that is not relative to the output directory; [`SluiceError::Io`] naming the
 /// file when it cannot be read.
 pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    if bytes.is_empty() {
+    let sealed = fs::read(path).map_err(io_err(path))?;
+    if sealed.is_empty() {
         return Err(corrupt(path, "empty file"));
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
+    let bytes = checksum::open(&sealed).map_err(|reason| corrupt(path, reason))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
     if !text.ends_with('\n') {
         return Err(corrupt(path, "torn: the last line is incomplete"));
     }
@@ -211,16 +232,11 @@ pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEnt
     Ok(ManifestEntry { batch_id, files })
 }
 
-/// Every manifest entry under `<out_dir>/_sluice_metadata`, sorted by batch id. Files
-/// whose names are not batch ids (e.g. temporary files of an interrupted write) are
-/// ignored; a missing manifest directory means no batch was written (empty list).
-///
-/// # Errors
-/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
-/// empty, torn (no final newline), header-less or unparsable entry;
-/// [`SluiceError::Io`] naming the directory or file that cannot be read.
-pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
-    let meta = out_dir.as_ref().join(METADATA_DIR);
+/// The batch ids of the entries under `<out_dir>/_sluice_metadata`, sorted, with their
+/// paths. Files whose names are not batch ids (temporary files of an interrupted write)
+/// are ignored; a missing manifest directory means no batch was written (empty list).
+fn list_manifest_ids(out_dir: &Path) -> Result<Vec<(BatchId, PathBuf)>> {
+    let meta = out_dir.join(METADATA_DIR);
     let dir = match fs::read_dir(&meta) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -239,7 +255,45 @@ pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
         }
     }
     ids.sort();
-    ids.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
+    // The sink writes an entry for every batch from 0: a hole is a lost entry.
+    for (expected, (id, _)) in ids.iter().enumerate() {
+        let expected = expected as BatchId;
+        if *id != expected {
+            let path = manifest_entry_path(out_dir, expected);
+            return Err(SluiceError::Checkpoint(CheckpointError::Missing {
+                path: path.display().to_string(),
+                reason: format!(
+                    "the file sink's manifest has entries up to batch {} but not this one: the output of batch \
+                     {expected} would be silently missing (restore the entry, or write to a new output directory)",
+                    ids.last().map_or(*id, |(last, _)| *last)
+                ),
+            }));
+        }
+    }
+    Ok(ids)
+}
+
+/// Checks that the manifest of `out_dir` has no gap (a listing only, no entry read): what
+/// the file sink does when a query starts.
+///
+/// # Errors
+/// [`SluiceError::Checkpoint`] (`CheckpointError::Missing`) naming the first missing
+/// entry; [`SluiceError::Io`] naming the directory that cannot be listed.
+pub fn check_manifest_ids(out_dir: impl AsRef<Path>) -> Result<()> {
+    list_manifest_ids(out_dir.as_ref()).map(|_| ())
+}
+
+/// Every manifest entry under `<out_dir>/_sluice_metadata`, sorted by batch id. Files
+/// whose names are not batch ids (e.g. temporary files of an interrupted write) are
+/// ignored; a missing manifest directory means no batch was written (empty list).
+///
+/// # Errors
+/// [`SluiceError::Checkpoint`]: `CheckpointError::Missing` naming the first missing
+/// entry below the last one (entries are `0..=N`); `CheckpointError::Corrupt` naming an
+/// empty, torn, damaged (checksum), header-less or unparsable entry.
+/// [`SluiceError::Io`] naming the directory or file that cannot be read.
+pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
+    list_manifest_ids(out_dir.as_ref())?.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
 }
 
 /// Fsyncs a directory so that entries created or renamed in it survive a crash. A no-op
@@ -258,8 +312,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes the manifest entry of `batch_id` listing `files` under
-/// `<out_dir>/_sluice_metadata` (which must exist), atomically: temporary file in the
-/// same directory, fsync, rename, fsync of the directory.
+/// `<out_dir>/_sluice_metadata` (which must exist), sealed with its checksum trailer,
+/// atomically: temporary file in the same directory, fsync, rename, fsync of the
+/// directory.
 ///
 /// # Errors
 /// [`SluiceError::Io`] naming the file that cannot be written.
@@ -277,7 +332,7 @@ pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[Manifest
     let tmp = meta.join(format!(".{batch_id}.{}.tmp", uuid::Uuid::new_v4()));
     let result = (|| {
         let mut f = File::create_new(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        f.write_all(&checksum::seal(text.as_bytes())).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, &target).map_err(io_err(&target))?;
@@ -327,10 +382,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
         let f = ManifestFile { path: "part-00004-x.json".into(), size: 9, rows: 2, schema: None };
-        write_manifest_entry(dir.path(), 4, std::slice::from_ref(&f)).unwrap();
-        write_manifest_entry(dir.path(), 5, &[]).unwrap();
+        write_manifest_entry(dir.path(), 0, std::slice::from_ref(&f)).unwrap();
+        write_manifest_entry(dir.path(), 1, &[]).unwrap();
         let entries = read_manifest(dir.path()).unwrap();
-        assert_eq!(entries, [ManifestEntry { batch_id: 4, files: vec![f] }, ManifestEntry { batch_id: 5, files: vec![] }]);
+        assert_eq!(entries, [ManifestEntry { batch_id: 0, files: vec![f] }, ManifestEntry { batch_id: 1, files: vec![] }]);
         let names: Vec<_> = fs::read_dir(dir.path().join(METADATA_DIR)).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
     }
@@ -341,31 +396,54 @@ mod tests {
         assert!(read_manifest(dir.path()).unwrap().is_empty(), "no manifest directory: no batch");
         fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
         let line = |p: &str| format!("{{\"path\": \"{p}\", \"size\": 3, \"rows\": 2}}\n");
-        fs::write(manifest_entry_path(dir.path(), 10), format!("v1\n{}", line("b.json"))).unwrap();
-        fs::write(manifest_entry_path(dir.path(), 2), format!("v1\n{}{}", line("a.json"), line("c.json"))).unwrap();
-        fs::write(dir.path().join(METADATA_DIR).join(".3.tmp"), "").unwrap();
+        let put = |id: u64, text: &str| fs::write(manifest_entry_path(dir.path(), id), checksum::seal(text.as_bytes())).unwrap();
+        for id in 0..=10 {
+            put(id, "v1\n");
+        }
+        put(10, &format!("v1\n{}", line("b.json")));
+        put(2, &format!("v1\n{}{}", line("a.json"), line("c.json")));
+        fs::write(dir.path().join(METADATA_DIR).join(".11.tmp"), "").unwrap();
         let entries = read_manifest(dir.path()).unwrap();
-        assert_eq!(entries.iter().map(|e| e.batch_id).collect::<Vec<_>>(), [2, 10]);
-        assert_eq!(entries[0].files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.json", "c.json"]);
-        assert_eq!(entries[0].rows(), 4);
-        assert_eq!(entries[1].files[0].schema, None);
+        assert_eq!(entries.iter().map(|e| e.batch_id).collect::<Vec<_>>(), (0..=10).collect::<Vec<_>>());
+        assert_eq!(entries[2].files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.json", "c.json"]);
+        assert_eq!(entries[2].rows(), 4);
+        assert_eq!(entries[10].files[0].schema, None);
 
-        for (text, reason) in [
-            ("", "empty file"),
-            ("v1\n{\"path\": \"x\"", "torn"),
-            ("v9\n", "unknown header"),
-            ("v1\n{\"path\": \"../x\", \"size\": 1, \"rows\": 1}\n", "not relative"),
-            ("v1\nnot json\n", "line 2"),
+        let path = manifest_entry_path(dir.path(), 11);
+        for (bytes, reason) in [
+            (Vec::new(), "empty file"),
+            (b"v1\n".to_vec(), "no checksum trailer"),
+            (checksum::seal(b"v1\n{\"path\": \"x\""), "torn"),
+            (checksum::seal(b"v9\n"), "unknown header"),
+            (checksum::seal(b"v1\n{\"path\": \"../x\", \"size\": 1, \"rows\": 1}\n"), "not relative"),
+            (checksum::seal(b"v1\nnot json\n"), "line 2"),
+            (checksum::seal(b"v1\n").into_iter().enumerate().map(|(i, b)| if i == 1 { b'2' } else { b }).collect(), "checksum"),
         ] {
-            let path = manifest_entry_path(dir.path(), 11);
-            fs::write(&path, text).unwrap();
+            fs::write(&path, &bytes).unwrap();
             match read_manifest(dir.path()) {
                 Err(SluiceError::Checkpoint(CheckpointError::Corrupt { path: p, reason: r })) => {
                     assert!(p.ends_with("11"), "{p}");
-                    assert!(r.contains(reason), "{text:?}: {r}");
+                    assert!(r.contains(reason), "{bytes:?}: {r}");
                 }
-                other => panic!("{text:?}: expected Corrupt, got {other:?}"),
+                other => panic!("{bytes:?}: expected Corrupt, got {other:?}"),
             }
         }
+        fs::remove_file(&path).unwrap();
+
+        // A missing entry below the last one is named, by readers and by the sink's check.
+        fs::remove_file(manifest_entry_path(dir.path(), 5)).unwrap();
+        for err in [read_manifest(dir.path()).map(|_| ()).unwrap_err(), check_manifest_ids(dir.path()).unwrap_err()] {
+            match err {
+                SluiceError::Checkpoint(CheckpointError::Missing { path, reason }) => {
+                    assert!(path.ends_with("_sluice_metadata/5"), "{path}");
+                    assert!(reason.contains("up to batch 10"), "{reason}");
+                }
+                other => panic!("expected Missing, got {other:?}"),
+            }
+        }
+        // So is a missing first entry.
+        fs::remove_file(manifest_entry_path(dir.path(), 0)).unwrap();
+        let err = read_manifest(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("_sluice_metadata/0"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | [`FileFormat`] (`json` / `csv` / `parquet`: names, extensions) |
 //! | [`types`] | the Polars → Arrow *type* mapping of declared schemas (file sources, `from_json`) and the cast helper of the writers |
+//! | [`compression`] | compressed JSON lines and CSV input (`.gz`, `.deflate`, `.zst`, `.bz2`, `.lz4`), by extension |
 //! | [`records`] | what JSON and CSV decoding share: Spark's [`ParseMode`], the rows decoded from one file, isolating malformed records by bisection |
 //! | [`json`] | JSON lines: decoding with Spark's parse modes and Spark's scalar conversions; the writer |
 //! | [`csv`] | CSV: decoding with Spark's parse modes; the writer (structs flattened) |
@@ -21,6 +22,7 @@
 //! and JSON write them as before, the text a CSV list column is written as has no
 //! `+00:00` suffix.
 
+pub mod compression;
 pub mod csv;
 pub mod functions;
 pub mod json;

@@ -184,10 +184,12 @@ fn open_metadata(ckpt: &Checkpoint, recovery: Recovery) -> Result<CheckpointMeta
 /// [`SluiceError::Analysis`] naming the store that differs (use a new checkpoint location).
 fn check_state_layout(ckpt: &Checkpoint, plan: &PhysicalPlan, fresh: bool) -> Result<()> {
     for op in &plan.operators {
-        for (k, store) in op.state_store_ids().into_iter().enumerate() {
+        for (k, state) in op.states().into_iter().enumerate() {
             let mut want = op.state_description();
             want["store"] = serde_json::json!(k);
-            check_layout(ckpt, store, &want, op.name(), fresh)?;
+            let schema = &state.store().schema;
+            want["stateSchema"] = schema.iter().map(|(n, d)| format!("{n}: {d}")).collect();
+            check_layout(ckpt, state.store().store_id, &want, op.name(), fresh)?;
         }
     }
     let extra = ckpt.paths().state_metadata(plan.n_stores);

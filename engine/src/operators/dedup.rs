@@ -206,7 +206,6 @@ impl StatefulOperator for StreamingDeduplicateExec {
         serde_json::json!({
             "operator": self.name(),
             "keys": self.plan.keys,
-            "stateSchema": self.state.store().schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
 

@@ -58,8 +58,9 @@ pub struct BatchContext {
 pub trait StatefulOperator: Send {
     /// The operator's name in progress reports, e.g. `StreamingAggregateExec`.
     fn name(&self) -> &'static str;
-    /// A description of the state layout, written to `state/<store>/_metadata`; a restart
-    /// with a different description fails (the query's stateful operators changed).
+    /// A description of the operator (its kind and keys), written with each store's index
+    /// and state schema to `state/<store>/_metadata`; a restart with a different
+    /// description fails (the query's stateful operators changed).
     fn state_description(&self) -> serde_json::Value;
     /// The operator's keyed states: one, or one per side for a join.
     fn states(&self) -> Vec<&KeyedState>;

@@ -177,7 +177,6 @@ impl StatefulOperator for SessionWindowAggregateExec {
             "operator": self.name(),
             "keys": self.plan.key_names(),
             "sessionWindow": {"column": self.start, "gapUs": self.gap_us},
-            "stateSchema": self.plan.state_schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
 

@@ -707,7 +707,6 @@ impl StatefulOperator for StreamingAggregateExec {
             "window": self.plan.window.as_ref().map(|w| {
                 serde_json::json!({"column": w.name, "durationUs": w.spec.duration_us, "slideUs": w.spec.slide_us, "startUs": w.spec.start_us})
             }),
-            "stateSchema": self.plan.state_schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
 

@@ -256,7 +256,6 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
             "keys": self.key_names.to_vec(),
             "timeout": self.spec.timeout.to_string(),
             "stateEncoding": "json",
-            "stateSchema": self.state.store().schema.iter().map(|(n, d)| format!("{n}: {d}")).collect::<Vec<_>>(),
         })
     }
 
