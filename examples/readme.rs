@@ -160,9 +160,21 @@ let top5 = per_channel.sort([col("edits")], &[true]).limit(5);      // complete 
     Ok(())
 }
 
+/// README "SQL".
+fn sql(session: Session, edits: StreamingDataFrame, channels: DataFrame) -> sluice::Result<()> {
+edits.with_watermark("time", "1 minute")?.create_or_replace_temp_view("edits")?;
+channels.create_or_replace_temp_view(&session, "channels")?;     // a static Polars frame
+let per_language = session.sql(
+    "SELECT window(e.time, '30 minutes') AS window, c.language, count(*) AS edits
+     FROM edits e JOIN channels c ON e.channel = c.channel
+     GROUP BY window(e.time, '30 minutes'), c.language")?
+    .into_stream()?;                  // SqlFrame::Stream; a query of static views only is SqlFrame::Static
+    Ok(())
+}
+
 fn main() {
     println!(
-        "README snippets compiled here: twenty_lines, aggregations, listeners_and_reading, joins, {}arbitrary_state",
+        "README snippets compiled here: twenty_lines, aggregations, sql, listeners_and_reading, joins, {}arbitrary_state",
         if cfg!(feature = "kafka") { "kafka, " } else { "" }
     );
 }

@@ -43,6 +43,7 @@ pub use sluice_engine::{
     interval, session_window, window, DataFrameReader, DataStreamReader, DataStreamWriter, OutputMode, ProgressDisplay,
     QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, Result, SluiceError, StreamJoinType,
     StreamingDataFrame, StreamingQuery, StreamingQueryListener, StreamingQueryManager, StreamingQueryProgress, Trigger,
+    SqlFrame, StaticViewExt,
 };
 pub use sluice_connectors as connectors;
 
@@ -63,6 +64,7 @@ pub mod prelude {
         OutputMode, ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent,
         SluiceError, StreamJoinType, StreamingDataFrame, StreamingQuery, StreamingQueryListener, StreamingQueryManager,
         StreamingQueryProgress, Trigger,
+        SqlFrame, StaticViewExt,
     };
 
     pub use sluice_connectors::{from_json, to_json, FileSource, MemoryStream, ParseMode};

@@ -23,6 +23,10 @@ pub enum SluiceError {
     /// change in the query.
     #[error("analysis error: {message}")]
     Analysis { message: String },
+    /// A SQL text does not parse (Spark's `ParseException`): `line` and `column` count
+    /// from 1; the message quotes the text with a caret under the position.
+    #[error("{message}")]
+    Parse { message: String, line: u64, column: u64 },
     /// A checkpoint file is missing, corrupt, or conflicts with this query. The message
     /// names the file; restore it, stop the other run, or use a new checkpoint location.
     #[error("{0}{hint}", hint = checkpoint_hint(.0))]
@@ -101,6 +105,12 @@ impl std::fmt::Debug for SluiceError {
         }
         match self {
             SluiceError::Analysis { message } => f.debug_struct("Analysis").field("message", message).finish(),
+            SluiceError::Parse { message, line, column } => f
+                .debug_struct("Parse")
+                .field("message", message)
+                .field("line", line)
+                .field("column", column)
+                .finish(),
             SluiceError::Checkpoint(e) => f.debug_tuple("Checkpoint").field(e).finish(),
             SluiceError::MalformedRecord { path, line, message } => f
                 .debug_struct("MalformedRecord")

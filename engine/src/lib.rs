@@ -25,6 +25,8 @@
 //!   [`StreamingQueryManager`] and its [`StreamingQueryListener`]s.
 //! * [`operators`]: each stateful operator, with the [`StatefulOperator`] trait.
 //! * [`state`]: the state store and the keyed state every operator keeps.
+//! * [`sql`]: Spark SQL over streaming and static views ([`EngineSession::sql`]), planned
+//!   into the same logical plan.
 //! * [`time`]: intervals, event time, watermarks, clocks.
 //! * [`connector`]: the [`Source`] and [`Sink`] traits and their [`Options`]; the
 //!   built-in connectors live in `sluice-connectors`. [`interop`]: Arrow ↔ Polars,
@@ -41,6 +43,7 @@ pub mod execution;
 pub mod interop;
 pub mod operators;
 pub mod plan;
+pub mod sql;
 pub mod state;
 pub mod time;
 
@@ -62,5 +65,6 @@ pub use execution::{
 pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use operators::join::StreamJoinType;
 pub use operators::{StateOperatorProgress, StatefulOperator};
+pub use sql::{SqlFrame, StaticViewExt};
 pub use sluice_checkpoint as checkpoint;
 pub use time::{Clock, ManualClock, SystemClock};

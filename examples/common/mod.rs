@@ -536,6 +536,40 @@ pub fn window_counts(deduplicated: StreamingDataFrame, window_len: &str) -> anyh
         .agg([len().alias("n"), col("v").sum().alias("v")]))
 }
 
+/// `sensorId string, eventTime timestamp, value double, errorCode string` (the `sql` job's
+/// `sensors` stream).
+pub fn sql_sensors_schema() -> Schema {
+    schema(&[("sensorId", DataType::String), ("eventTime", ts()), ("value", DataType::Float64), ("errorCode", DataType::String)])
+}
+
+/// The `sql` job's views, from what `input` holds (the oracle README): `input/edits/` the
+/// stream `edits` (the wiki schema), `input/sensors/` the stream `sensors`, each with
+/// `with_watermark(<its time column>, watermark)` when a watermark is given, and
+/// `input/channels.csv` the static view `channels`.
+pub fn sql_views(session: &Session, input: &Path, watermark: Option<&str>) -> anyhow::Result<()> {
+    for (view, schema, time) in [("edits", wiki_schema(), "time"), ("sensors", sql_sensors_schema(), "eventTime")] {
+        let dir = input.join(view);
+        if dir.is_dir() {
+            let mut df = json_source(session, &dir, schema)?;
+            if let Some(w) = watermark {
+                df = df.with_watermark(time, w)?;
+            }
+            df.create_or_replace_temp_view(view)?;
+        }
+    }
+    let channels = input.join("channels.csv");
+    if channels.is_file() {
+        read_channels(&channels)?.create_or_replace_temp_view(session, "channels")?;
+    }
+    Ok(())
+}
+
+/// The `sql` job: `query` (Spark SQL) over the views [`sql_views`] makes of `input`.
+pub fn sql_job(session: &Session, input: &Path, query: &str, watermark: Option<&str>) -> anyhow::Result<StreamingDataFrame> {
+    sql_views(session, input, watermark)?;
+    Ok(session.sql(query)?.into_stream()?)
+}
+
 /// The `wiki_sessions` job: per user, sessions of edits no more than `gap` apart
 /// (`groupBy(session_window(time, gap), user)`), with `edits = count(*)` and
 /// `added = sum(added)`, watermark on `time`.

@@ -7,6 +7,8 @@ use super::{DataFrameReader, DataStreamReader, StreamingDataFrame};
 use crate::connector::{SinkProvider, SourceFormat, SourceProviderRef};
 use crate::execution::StreamingQueryManager;
 use crate::plan::LogicalPlan;
+use crate::sql::View;
+use crate::{Result, SluiceError};
 
 #[derive(Default)]
 struct SessionInner {
@@ -14,6 +16,8 @@ struct SessionInner {
     source_formats: RwLock<HashMap<String, Arc<dyn SourceFormat>>>,
     sinks: RwLock<HashMap<String, Arc<dyn SinkProvider>>>,
     streams: StreamingQueryManager,
+    /// SQL views by lower-case name (`create_or_replace_temp_view`).
+    views: RwLock<HashMap<String, View>>,
 }
 
 /// The engine's session (Spark's `SparkSession` without its connectors): configuration
@@ -68,6 +72,30 @@ impl EngineSession {
     }
     pub(crate) fn sink_provider(&self, name: &str) -> Option<Arc<dyn SinkProvider>> {
         self.inner.sinks.read().expect("lock").get(&name.to_ascii_lowercase()).cloned()
+    }
+}
+
+/// SQL views (see [`crate::sql`]).
+impl EngineSession {
+    pub(crate) fn register_view(&self, name: &str, view: View) -> Result<()> {
+        if name.trim().is_empty() {
+            return Err(SluiceError::InvalidArgument("a view needs a non-empty name".into()));
+        }
+        self.inner.views.write().expect("lock").insert(name.to_lowercase(), view);
+        Ok(())
+    }
+    pub(crate) fn view(&self, name: &str) -> Option<View> {
+        self.inner.views.read().expect("lock").get(&name.to_lowercase()).cloned()
+    }
+    /// The names of the registered views (lower case), sorted.
+    pub fn view_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.views.read().expect("lock").keys().cloned().collect();
+        names.sort();
+        names
+    }
+    /// Removes the view `name`; returns whether it existed (Spark's `dropTempView`).
+    pub fn drop_temp_view(&self, name: &str) -> bool {
+        self.inner.views.write().expect("lock").remove(&name.to_lowercase()).is_some()
     }
 }
 

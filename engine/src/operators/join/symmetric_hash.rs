@@ -110,14 +110,22 @@ impl StreamingSymmetricHashJoinExec {
     }
 
     /// Whether this side's state can be evicted (an outer side must be).
+    ///
+    /// The condition names the joined columns, where a right column whose name the left
+    /// side has too is `<name>_right` (a self-join: `time` and `time_right`), so each
+    /// side's columns are taken by those names.
     pub fn side_watermark(&self, left_side: bool, watermark_ms: i64) -> Option<i64> {
         let (this, other) = if left_side { (&self.left, &self.right) } else { (&self.right, &self.left) };
         this.watermark_column.as_ref()?;
+        let joined = |from_left: bool, c: &str| {
+            if !from_left && self.left.schema.contains(c) { format!("{c}_right") } else { c.to_string() }
+        };
+        let names = |side: &JoinSide, from_left: bool| side.columns().iter().map(|c| joined(from_left, c)).collect::<Vec<_>>();
         state_value_watermark(
             self.plan.condition.as_ref(),
-            &this.columns(),
-            &other.columns(),
-            other.watermark_column.as_deref(),
+            &names(this, left_side),
+            &names(other, !left_side),
+            other.watermark_column.as_deref().map(|c| joined(!left_side, c)).as_deref(),
             watermark_ms,
         )
     }
