@@ -78,6 +78,30 @@ pub mod prelude {
 /// `csv`, `console`, `memory` and `kafka`.
 ///
 /// Dereferences to the engine's session (`read_stream`, `set_conf`, ...).
+///
+/// # Examples
+///
+/// Spark's `groupBy().agg(...)` over a stream, in complete mode, read back from the
+/// memory sink:
+///
+/// ```
+/// use sluice::prelude::*;
+///
+/// # fn main() -> sluice::Result<()> {
+/// let session = Session::new();
+/// let readings = MemoryStream::new(Schema::from_iter([
+///     Field::new("sensorId".into(), DataType::String),
+///     Field::new("value".into(), DataType::Float64),
+/// ]));
+/// readings.add_data(df!("sensorId" => ["a", "a", "b"], "value" => [1.0, 3.0, 10.0])?)?;
+/// let stats = readings.to_df(&session).agg([len().alias("n"), col("value").mean().alias("mean")]);
+/// let query = stats.write_stream().format("memory").query_name("stats")
+///     .output_mode(OutputMode::Complete).trigger(Trigger::AvailableNow).start()?;
+/// query.await_termination()?;
+/// let out = session.memory_table("stats").expect("table").to_df()?.expect("one row");
+/// assert_eq!(out.column("mean")?.f64()?.get(0), Some(14.0 / 3.0));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Session {
     inner: sluice_engine::EngineSession,

@@ -92,6 +92,43 @@ impl StreamingDataFrame {
     /// buffered in the state store; watermarks and the condition bound that state (see
     /// [`crate::operators::join`]). Outer and semi joins need watermarks and a condition that lets the
     /// outer side's state be evicted, else `start()` fails with an analysis error.
+    ///
+    /// # Examples
+    ///
+    /// Ad impressions joined with the clicks that follow them within an hour (Spark's
+    /// stream-stream inner join):
+    ///
+    /// ```
+    /// use polars::prelude::*;
+    /// use sluice_connectors::{register_all, MemoryStream};
+    /// use sluice_engine::{interval, EngineSession, OutputMode, StreamJoinType, Trigger};
+    ///
+    /// # fn main() -> sluice_engine::Result<()> {
+    /// let session = EngineSession::new();
+    /// let tables = register_all(&session);
+    /// let ts = DataType::Datetime(TimeUnit::Microseconds, None);
+    /// let side = |time: &str| MemoryStream::new(Schema::from_iter([
+    ///     Field::new("adId".into(), DataType::Int64),
+    ///     Field::new(time.into(), ts.clone()),
+    /// ]));
+    /// let (impressions, clicks) = (side("impressionTime"), side("clickTime"));
+    /// let minute = 60_000_000i64; // µs
+    /// impressions.add_data(df!("adId" => [1i64, 2], "impressionTime" => [minute, 2 * minute])?
+    ///     .lazy().with_column(col("impressionTime").cast(ts.clone())).collect()?)?;
+    /// clicks.add_data(df!("adId" => [1i64, 2], "clickTime" => [5 * minute, 90 * minute])?
+    ///     .lazy().with_column(col("clickTime").cast(ts.clone())).collect()?)?;
+    /// let left = impressions.to_df(&session).with_watermark("impressionTime", "2 hours")?;
+    /// let right = clicks.to_df(&session).with_watermark("clickTime", "3 hours")?;
+    /// let within_an_hour = col("clickTime").gt_eq(col("impressionTime"))
+    ///     .and(col("clickTime").lt_eq(col("impressionTime") + interval("1 hour")?));
+    /// let joined = left.join(&right, [col("adId")], [col("adId")], StreamJoinType::Inner, Some(within_an_hour));
+    /// let query = joined.write_stream().format("memory").query_name("joined")
+    ///     .output_mode(OutputMode::Append).trigger(Trigger::AvailableNow).start()?;
+    /// query.await_termination()?;
+    /// let out = tables.get("joined").expect("table").to_df()?.expect("rows");
+    /// assert_eq!(out.column("adId")?.i64()?.to_vec(), [Some(1)]); // ad 2's click came too late
+    /// # Ok(()) }
+    /// ```
     pub fn join<E: AsRef<[Expr]>>(
         &self,
         right: &StreamingDataFrame,
@@ -123,10 +160,74 @@ impl StreamingDataFrame {
         })
     }
     /// Groups by `keys` (columns, expressions, or a [`window`](crate::window)).
+    ///
+    /// # Examples
+    ///
+    /// Spark's `groupBy(window($"time", "10 minutes"), $"channel").count()` with a
+    /// watermark, in append mode: a window is emitted once the watermark passes its end.
+    ///
+    /// ```
+    /// use polars::prelude::*;
+    /// use sluice_connectors::{register_all, MemoryStream};
+    /// use sluice_engine::{window, EngineSession, OutputMode, Trigger};
+    ///
+    /// # fn main() -> sluice_engine::Result<()> {
+    /// let session = EngineSession::new();
+    /// let tables = register_all(&session);
+    /// let ts = DataType::Datetime(TimeUnit::Microseconds, None);
+    /// let edits = MemoryStream::new(Schema::from_iter([
+    ///     Field::new("time".into(), ts.clone()),
+    ///     Field::new("channel".into(), DataType::String),
+    /// ]));
+    /// let minute = 60_000_000i64; // µs
+    /// let batch = df!("time" => [minute, 2 * minute, 25 * minute], "channel" => ["#en", "#en", "#fr"])?;
+    /// edits.add_data(batch.lazy().with_column(col("time").cast(ts)).collect()?)?;
+    /// let counts = edits.to_df(&session)
+    ///     .with_watermark("time", "1 minute")?
+    ///     .group_by([window(col("time"), "10 minutes", None, None)?, col("channel")])
+    ///     .agg([len().alias("edits")]);
+    /// let query = counts.write_stream().format("memory").query_name("counts")
+    ///     .output_mode(OutputMode::Append).trigger(Trigger::AvailableNow).start()?;
+    /// query.await_termination()?;
+    /// // The watermark (25 - 1 = 24 minutes) closed [0, 10) only; [20, 30) waits for more data.
+    /// let out = tables.get("counts").expect("table").to_df()?.expect("rows");
+    /// assert_eq!(out.height(), 1);
+    /// assert_eq!(out.column("edits")?.cast(&DataType::Int64)?.i64()?.get(0), Some(2));
+    /// # Ok(()) }
+    /// ```
     pub fn group_by<E: AsRef<[Expr]>>(&self, keys: E) -> GroupedStreamingDataFrame {
         GroupedStreamingDataFrame { df: self.clone(), keys: keys.as_ref().to_vec() }
     }
     /// Starts describing where and how results are written (Spark's `writeStream`).
+    ///
+    /// # Examples
+    ///
+    /// Parquet files with a checkpoint, so that a restart resumes exactly where the last
+    /// committed batch ended:
+    ///
+    /// ```
+    /// use polars::prelude::*;
+    /// use sluice_connectors::{register_all, MemoryStream};
+    /// use sluice_engine::{EngineSession, OutputMode, Trigger};
+    ///
+    /// # fn main() -> sluice_engine::Result<()> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let session = EngineSession::new();
+    /// register_all(&session);
+    /// let input = MemoryStream::new(Schema::from_iter([Field::new("x".into(), DataType::Int64)]));
+    /// input.add_data(df!("x" => [1i64, 2, 3])?)?;
+    /// let query = input.to_df(&session).filter(col("x").gt(lit(1))).write_stream()
+    ///     .format("parquet")
+    ///     .option("path", dir.path().join("out").to_str().expect("utf-8"))
+    ///     .option("checkpointLocation", dir.path().join("ckpt").to_str().expect("utf-8"))
+    ///     .output_mode(OutputMode::Append)
+    ///     .trigger(Trigger::AvailableNow)
+    ///     .start()?;
+    /// query.await_termination()?;
+    /// let progress = query.last_progress().expect("one batch ran");
+    /// assert_eq!(progress.num_input_rows, 3);
+    /// # Ok(()) }
+    /// ```
     pub fn write_stream(&self) -> DataStreamWriter {
         DataStreamWriter::new(self.clone())
     }
@@ -172,6 +273,45 @@ impl GroupedStreamingDataFrame {
     /// event-time timeout needs `with_watermark` on the input. A panic or error in `func`
     /// stops the query with [`SluiceError::User`] naming the key and batch; nothing of that
     /// batch is committed.
+    ///
+    /// # Examples
+    ///
+    /// A running total per user, kept in a serde state and emitted on every update:
+    ///
+    /// ```
+    /// use polars::prelude::*;
+    /// use sluice_connectors::{register_all, MemoryStream};
+    /// use sluice_engine::{EngineSession, GroupKey, GroupState, GroupStateTimeout, OutputMode, Trigger};
+    ///
+    /// # fn main() -> sluice_engine::Result<()> {
+    /// let session = EngineSession::new();
+    /// let tables = register_all(&session);
+    /// let edits = MemoryStream::new(Schema::from_iter([
+    ///     Field::new("user".into(), DataType::String),
+    ///     Field::new("added".into(), DataType::Int64),
+    /// ]));
+    /// edits.add_data(df!("user" => ["ann", "bob", "ann"], "added" => [1i64, 10, 2])?)?;
+    /// let output = Schema::from_iter([
+    ///     Field::new("user".into(), DataType::String),
+    ///     Field::new("total".into(), DataType::Int64),
+    /// ]);
+    /// let totals = edits.to_df(&session).group_by([col("user")]).flat_map_groups_with_state(
+    ///     OutputMode::Update,
+    ///     GroupStateTimeout::NoTimeout,
+    ///     output,
+    ///     |key: &GroupKey, rows: DataFrame, state: &mut GroupState<i64>| {
+    ///         let total = state.get_option().copied().unwrap_or(0) + rows.column("added")?.i64()?.sum().unwrap_or(0);
+    ///         state.update(total);
+    ///         Ok(df!("user" => [key.str(0).unwrap_or_default()], "total" => [total])?)
+    ///     },
+    /// );
+    /// let query = totals.write_stream().format("memory").query_name("totals")
+    ///     .output_mode(OutputMode::Update).trigger(Trigger::AvailableNow).start()?;
+    /// query.await_termination()?;
+    /// let out = tables.get("totals").expect("table").to_df()?.expect("rows").sort(["user"], Default::default())?;
+    /// assert_eq!(out.column("total")?.i64()?.to_vec(), [Some(3), Some(10)]);
+    /// # Ok(()) }
+    /// ```
     pub fn flat_map_groups_with_state<S, F>(
         self,
         output_mode: OutputMode,

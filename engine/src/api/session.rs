@@ -27,6 +27,31 @@ struct SessionInner {
 /// `EngineSession::new()` knows no formats. Users start from `sluice::Session`, which is
 /// an `EngineSession` with the built-in connectors registered (`json`, `csv`, `parquet`,
 /// `kafka`, `console`, `memory`, ...) and dereferences to it.
+///
+/// # Examples
+///
+/// A count per word over an in-memory stream, written to an in-memory table
+/// (`sluice::Session::new()` does the `register_all` for you):
+///
+/// ```
+/// use polars::prelude::*;
+/// use sluice_connectors::{register_all, MemoryStream};
+/// use sluice_engine::{EngineSession, OutputMode, Trigger};
+///
+/// # fn main() -> sluice_engine::Result<()> {
+/// let session = EngineSession::new();
+/// let tables = register_all(&session);
+/// let words = MemoryStream::new(Schema::from_iter([Field::new("word".into(), DataType::String)]));
+/// words.add_data(df!("word" => ["a", "b", "a"])?)?;
+/// let counts = words.to_df(&session).group_by([col("word")]).count();
+/// let query = counts.write_stream().format("memory").query_name("counts")
+///     .output_mode(OutputMode::Complete).trigger(Trigger::AvailableNow).start()?;
+/// query.await_termination()?;
+/// let out = tables.get("counts").expect("the memory sink registers its table").to_df()?.expect("one batch");
+/// let out = out.sort(["word"], Default::default())?;
+/// assert_eq!(out.column("count")?.cast(&DataType::Int64)?.i64()?.to_vec(), [Some(2), Some(1)]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Default)]
 pub struct EngineSession {
     inner: Arc<SessionInner>,
@@ -54,6 +79,33 @@ impl EngineSession {
         self.inner.conf.read().expect("lock").get(key).cloned()
     }
     /// Starts describing a streaming read (Spark's `readStream`).
+    ///
+    /// # Examples
+    ///
+    /// Every JSON-lines file of a directory, one file per micro-batch:
+    ///
+    /// ```
+    /// use polars::prelude::*;
+    /// use sluice_connectors::register_all;
+    /// use sluice_engine::{EngineSession, OutputMode, Trigger};
+    ///
+    /// # fn main() -> sluice_engine::Result<()> {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// std::fs::write(dir.path().join("part-0.json"), "{\"user\":\"ann\",\"added\":3}\n{\"user\":\"bob\",\"added\":4}\n").expect("write");
+    /// let session = EngineSession::new();
+    /// let tables = register_all(&session);
+    /// let schema = Schema::from_iter([
+    ///     Field::new("user".into(), DataType::String),
+    ///     Field::new("added".into(), DataType::Int64),
+    /// ]);
+    /// let edits = session.read_stream().format("json").schema(schema)
+    ///     .option("maxFilesPerTrigger", 1).load(dir.path().to_str().expect("utf-8"))?;
+    /// let query = edits.write_stream().format("memory").query_name("edits")
+    ///     .output_mode(OutputMode::Append).trigger(Trigger::AvailableNow).start()?;
+    /// query.await_termination()?;
+    /// assert_eq!(tables.get("edits").expect("table").to_df()?.expect("rows").height(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn read_stream(&self) -> DataStreamReader {
         DataStreamReader::new(self.clone())
     }

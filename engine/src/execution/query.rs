@@ -16,6 +16,34 @@ use crate::{Result, SluiceError};
 /// those [`StreamingQueryManager::active`](super::StreamingQueryManager::active) returns)
 /// are handles of the same query. Dropping them does not stop the query: call
 /// [`StreamingQuery::stop`].
+///
+/// # Examples
+///
+/// Start a query with a processing-time trigger, feed it, watch its progress, stop it:
+///
+/// ```
+/// use std::time::Duration;
+/// use polars::prelude::*;
+/// use sluice_connectors::{register_all, MemoryStream};
+/// use sluice_engine::{EngineSession, OutputMode, Trigger};
+///
+/// # fn main() -> sluice_engine::Result<()> {
+/// let session = EngineSession::new();
+/// register_all(&session);
+/// let input = MemoryStream::new(Schema::from_iter([Field::new("x".into(), DataType::Int64)]));
+/// let query = input.to_df(&session).write_stream().format("memory").query_name("xs")
+///     .output_mode(OutputMode::Append)
+///     .trigger(Trigger::ProcessingTime(Duration::from_millis(10)))
+///     .start()?;
+/// input.add_data(df!("x" => [1i64, 2])?)?;
+/// query.process_all_available()?;      // returns once every row added so far is processed
+/// assert!(query.is_active());
+/// let rows: u64 = query.recent_progress().iter().map(|p| p.num_input_rows).sum();
+/// assert_eq!(rows, 2);
+/// query.stop()?;
+/// assert!(!query.is_active());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct StreamingQuery {
     inner: Arc<QueryHandle>,
