@@ -5,7 +5,8 @@
 //! 1. put `SLUICE_BENCH_KINESIS_RECORDS` (default 100,000) records of 200 bytes into a
 //!    stream of `SLUICE_BENCH_KINESIS_SHARDS` (default 4) shards with PutRecords calls
 //!    of 500 (the input's write rate, moto's PutRecords speed);
-//! 2. the Kinesis source (`TRIM_HORIZON`) into a trivial query (a `foreach_batch` sink
+//! 2. the plain SDK reading every shard with GetRecords (moto's read rate), then the
+//!    Kinesis source (`TRIM_HORIZON`) into a trivial query (a `foreach_batch` sink
 //!    counting each batch's rows), `AvailableNow`, with a local checkpoint: rows/s and
 //!    MB/s of `data`, with `maxRecordsPerTrigger` 20,000 and without a limit;
 //! 3. the Kinesis sink writing the same number of 200-byte rows from a `MemoryStream` in
@@ -137,6 +138,16 @@ fn main() -> anyhow::Result<()> {
     println!("| case | rows | batches | time | rows/s | MB/s of data |");
     println!("|---|---|---|---|---|---|");
     println!("| plain SDK PutRecords of 500 (the input) | {n} | | {put:.2} s | {:.0} | {:.2} |", n as f64 / put, mb / put);
+    // moto's own read rate: the plain SDK reading every shard from TRIM_HORIZON, one
+    // shard after the other (GetRecords of up to 10,000 records).
+    let t = Instant::now();
+    let mut plain = 0;
+    for (shard, _, _) in admin.shards("bench_in")? {
+        plain += admin.read_shard("bench_in", &shard)?.len();
+    }
+    let s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(plain == n, "the plain read found {plain} records of {n}");
+    println!("| plain SDK GetRecords, shard after shard | {n} | | {s:.2} s | {:.0} | {:.2} |", n as f64 / s, mb / s);
     for limit in [Some(20_000), None] {
         let (rows, batches, elapsed, throttled) = read(&m.endpoint, "bench_in", limit)?;
         anyhow::ensure!(rows == n as u64, "read {rows} rows of {n}");
