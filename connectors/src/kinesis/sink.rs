@@ -254,6 +254,27 @@ impl KinesisSink {
     }
 }
 
+/// Splits `records` (in row order) into PutRecords calls of at most
+/// [`MAX_RECORDS_PER_PUT`] records and [`MAX_BYTES_PER_PUT`] bytes of data and partition
+/// keys, keeping the order.
+fn put_records_calls(records: Vec<(usize, PutRecordsRequestEntry)>) -> Vec<Vec<(usize, PutRecordsRequestEntry)>> {
+    let mut calls: Vec<Vec<(usize, PutRecordsRequestEntry)>> = Vec::new();
+    let (mut count, mut bytes) = (0, 0);
+    for (row, entry) in records {
+        let size = entry.data.as_ref().len() + entry.partition_key().map_or(0, str::len);
+        if calls.is_empty() || count == MAX_RECORDS_PER_PUT || bytes + size > MAX_BYTES_PER_PUT {
+            calls.push(Vec::new());
+            (count, bytes) = (0, 0);
+        }
+        if let Some(last) = calls.last_mut() {
+            last.push((row, entry));
+        }
+        count += 1;
+        bytes += size;
+    }
+    calls
+}
+
 /// Why a PutRecords round did not write everything.
 #[derive(Debug)]
 enum PutFailure {
@@ -353,21 +374,7 @@ impl Sink for KinesisSink {
         let records = self.records(batch_id, data)?;
         let total = records.len();
         let Some(conn) = &self.conn else { return Err(SluiceError::Internal("the Kinesis sink is not connected".into())) };
-        // Calls of at most 500 records and 5 MiB, in row order.
-        let mut chunks: Vec<Vec<(usize, PutRecordsRequestEntry)>> = Vec::new();
-        let (mut count, mut bytes) = (0, 0);
-        for (row, entry) in records {
-            let size = entry.data.as_ref().len() + entry.partition_key().map_or(0, str::len);
-            if chunks.is_empty() || count == MAX_RECORDS_PER_PUT || bytes + size > MAX_BYTES_PER_PUT {
-                chunks.push(Vec::new());
-                (count, bytes) = (0, 0);
-            }
-            if let Some(last) = chunks.last_mut() {
-                last.push((row, entry));
-            }
-            count += 1;
-            bytes += size;
-        }
+        let chunks = put_records_calls(records);
         let stream = self.cfg.stream_name.as_str();
         for chunk in chunks {
             let first_row = chunk.first().map_or(0, |(r, _)| *r);
@@ -439,6 +446,26 @@ mod tests {
         let s = sink(&[("partitionKeyColumn", "n")]);
         let df = df!("n" => [7i64], "data" => ["v"]).unwrap();
         assert_eq!(s.records(0, &df).unwrap()[0].1.partition_key(), Some("7"), "cast to String");
+    }
+
+    #[test]
+    fn put_records_calls_hold_at_most_500_records_and_5_mib() {
+        let entry = |row: usize, bytes: usize| {
+            let e = PutRecordsRequestEntry::builder().partition_key("k").data(Blob::new(vec![b'x'; bytes])).build().unwrap();
+            (row, e)
+        };
+        let sizes = |calls: &[Vec<(usize, PutRecordsRequestEntry)>]| calls.iter().map(Vec::len).collect::<Vec<_>>();
+        let small = put_records_calls((0..1_200).map(|i| entry(i, 10)).collect());
+        assert_eq!(sizes(&small), [500, 500, 200]);
+        let rows: Vec<usize> = small.iter().flatten().map(|(r, _)| *r).collect();
+        assert_eq!(rows, (0..1_200).collect::<Vec<_>>(), "row order kept");
+        // Records of 1,000,000 bytes of data and a 1-byte key: 5 fit in 5 MiB, 6 do not.
+        let big = put_records_calls((0..12).map(|i| entry(i, 1_000_000)).collect());
+        assert_eq!(sizes(&big), [5, 5, 2]);
+        // A record of exactly 1 MiB (the largest allowed) goes alone when the call is full.
+        let mixed = put_records_calls(vec![entry(0, 5 * 1024 * 1024 - 2), entry(1, MAX_RECORD_BYTES - 1), entry(2, 1)]);
+        assert_eq!(sizes(&mixed), [1, 2]);
+        assert!(put_records_calls(Vec::new()).is_empty());
     }
 
     #[test]
