@@ -74,8 +74,9 @@ pub mod prelude {
 
 /// A [`sluice_engine::EngineSession`] with the built-in formats registered by
 /// [`sluice_connectors::register_all`]: sources `json`, `csv`, `parquet`, `rate`,
-/// `socket` and (cargo feature `kafka`, on by default) `kafka`; sinks `parquet`, `json`,
-/// `csv`, `console`, `memory` and `kafka`.
+/// `socket`, (cargo feature `kafka`, on by default) `kafka` and (cargo feature
+/// `kinesis`) `kinesis`; sinks `parquet`, `json`, `csv`, `console`, `memory`, `kafka` and
+/// `kinesis`.
 ///
 /// Dereferences to the engine's session (`read_stream`, `set_conf`, ...).
 ///

@@ -21,8 +21,10 @@
 //!
 //! Run for: the file source in each format (JSON lines, CSV, Parquet), `MemoryStream`,
 //! the rate source (its rows depend on time; replay is deterministic from the creation
-//! time it logs in `sources/<i>/0`, which is also the ground truth's), and Kafka against
-//! librdkafka's in-process mock cluster (cargo feature `kafka`).
+//! time it logs in `sources/<i>/0`, which is also the ground truth's), Kafka against
+//! librdkafka's in-process mock cluster (cargo feature `kafka`), and Kinesis against a
+//! local moto server (cargo feature `kinesis`; skipped with a message when `moto_server`
+//! is not installed).
 //!
 //! Excluded: the socket source. It is not fault-tolerant, as in Spark (its lines live
 //! only in the memory of the run that received them, so a restarted query can neither
@@ -427,5 +429,103 @@ mod kafka {
         let servers = mock.bootstrap_servers();
         let producer = ClientConfig::new().set("bootstrap.servers", &servers).set("linger.ms", "0").create().unwrap();
         source_contract(&mut KafkaFixture { _mock: mock, servers, producer, produced: Vec::new() });
+    }
+}
+
+// The Kinesis fixture's server and client helpers (moto, stream set-up).
+#[cfg(feature = "kinesis")]
+#[path = "../examples/kinesis_wiki.rs"]
+#[allow(dead_code)]
+mod kinesis_wiki;
+
+#[cfg(feature = "kinesis")]
+mod kinesis {
+    use polars::prelude::*;
+    use sluice::connectors::kinesis::aws_sdk_kinesis::types::ShardIteratorType;
+    use sluice::connectors::kinesis::KinesisSource;
+    use sluice::engine::{Offset, SourceContext, SourceProviderRef};
+
+    use super::kinesis_wiki::moto::Moto;
+    use super::kinesis_wiki::KinesisAdmin;
+    use super::{source_contract, timestamps, SourceFixture};
+
+    /// Stream `in` with two shards on a local moto server; each round puts five records
+    /// (keys spread over both shards).
+    struct KinesisFixture {
+        moto: Moto,
+        admin: KinesisAdmin,
+    }
+
+    impl SourceFixture for KinesisFixture {
+        fn provider(&self) -> SourceProviderRef {
+            KinesisSource::new("in")
+                .endpoint_url(&self.moto.endpoint)
+                .credentials("testing", "testing")
+                .starting_position("TRIM_HORIZON")
+                .option("idleTimeBetweenReadsMs", 0)
+                .build()
+                .unwrap()
+        }
+        fn add_data(&mut self, _ctx: SourceContext<'_>, round: usize) {
+            let records: Vec<(String, Vec<u8>)> =
+                (0..5).map(|i| (format!("k{round}-{i}"), format!("v{round}-{i}").into_bytes())).collect();
+            self.admin.put("in", &records).unwrap();
+        }
+        /// Every record of the stream, read back with the SDK (the arrival timestamps are
+        /// the server's).
+        fn expected(&self, _ctx: SourceContext<'_>, _end: &Offset) -> DataFrame {
+            let (mut data, mut keys, mut seqs, mut shards, mut arrival) = (vec![], vec![], vec![], vec![], vec![]);
+            for (shard, _, _) in self.admin.shards("in").unwrap() {
+                let client = &self.admin.client;
+                self.admin.rt.block_on(async {
+                    let it = client
+                        .get_shard_iterator()
+                        .stream_name("in")
+                        .shard_id(&shard)
+                        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                        .send()
+                        .await
+                        .unwrap();
+                    let mut it = it.shard_iterator;
+                    while let Some(i) = it {
+                        let r = client.get_records().shard_iterator(i).send().await.unwrap();
+                        let n = r.records.len();
+                        for rec in r.records {
+                            let t = rec.approximate_arrival_timestamp.unwrap();
+                            arrival.push(t.secs() * 1_000_000 + i64::from(t.subsec_nanos() / 1000));
+                            data.push(rec.data.into_inner());
+                            keys.push(rec.partition_key.unwrap_or_default());
+                            seqs.push(rec.sequence_number);
+                            shards.push(shard.clone());
+                        }
+                        it = r.next_shard_iterator;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+            let n = data.len();
+            DataFrame::new(
+                n,
+                vec![
+                    Column::new("data".into(), data.iter().map(|d| d.as_slice()).collect::<Vec<&[u8]>>()),
+                    Column::new("stream".into(), vec!["in"; n]),
+                    Column::new("partitionKey".into(), keys),
+                    Column::new("sequenceNumber".into(), seqs),
+                    Column::new("shardId".into(), shards),
+                    timestamps("approximateArrivalTimestamp", arrival),
+                ],
+            )
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn kinesis_source() {
+        let Some(moto) = Moto::start() else { return };
+        let admin = KinesisAdmin::local(&moto.endpoint).unwrap();
+        admin.create_stream("in", 2).unwrap();
+        source_contract(&mut KinesisFixture { moto, admin });
     }
 }

@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | [`file`] (`json`, `csv`, `parquet`) | directories of files, parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest |
 //! | `kafka` (cargo feature `kafka`) | assigned partitions, offsets in the checkpoint | at least once, or exactly once with transactions |
+//! | `kinesis` (cargo feature `kinesis`) | one partition per shard, sequence numbers in the checkpoint, resharding in lineage order | at least once, PutRecords in calls of up to 500 records / 5 MiB |
 //! | [`memory`] | `MemoryStream`, fed by the program | queryable tables by query name |
 //! | [`console`] | | prints each batch |
 //! | [`rate`] | generated `timestamp, value` rows | |
@@ -52,6 +53,8 @@ pub mod file;
 pub mod formats;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 pub mod memory;
 pub mod rate;
 pub mod socket;
@@ -70,14 +73,17 @@ pub use formats::manifest::{
 pub use formats::{FileFormat, ParseMode};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaSink, KafkaSinkProvider, KafkaSource, KafkaSourceFormat, KafkaSourceProvider};
+#[cfg(feature = "kinesis")]
+pub use kinesis::{KinesisSink, KinesisSinkProvider, KinesisSource, KinesisSourceFormat, KinesisSourceProvider};
 pub use memory::{MemorySink, MemorySinkProvider, MemoryStream, MemoryTable, MemoryTables};
 pub use rate::{RateSource, RateSourceFormat, RateSourceProvider};
 pub use sluice_engine::ForeachBatchSink;
 pub use socket::{SocketSource, SocketSourceFormat, SocketSourceProvider};
 
 /// Registers every built-in format with `session`: sources `json`, `csv`, `parquet`,
-/// `rate`, `socket` and (cargo feature `kafka`) `kafka`; sinks `parquet`, `json`, `csv`,
-/// `console`, `memory` and `kafka`. Returns the memory sink's tables, by query name.
+/// `rate`, `socket`, (cargo feature `kafka`) `kafka` and (cargo feature `kinesis`)
+/// `kinesis`; sinks `parquet`, `json`, `csv`, `console`, `memory`, `kafka` and
+/// `kinesis`. Returns the memory sink's tables, by query name.
 pub fn register_all(session: &EngineSession) -> MemoryTables {
     for kind in FileFormat::ALL {
         session.register_source_format(kind.name(), Arc::new(FileSourceFormat { kind }));
@@ -89,6 +95,11 @@ pub fn register_all(session: &EngineSession) -> MemoryTables {
     {
         session.register_source_format("kafka", Arc::new(KafkaSourceFormat));
         session.register_sink("kafka", Arc::new(KafkaSinkProvider));
+    }
+    #[cfg(feature = "kinesis")]
+    {
+        session.register_source_format("kinesis", Arc::new(KinesisSourceFormat));
+        session.register_sink("kinesis", Arc::new(KinesisSinkProvider));
     }
     session.register_sink("console", Arc::new(ConsoleSinkProvider));
     let tables = MemoryTables::new();

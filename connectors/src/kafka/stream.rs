@@ -771,5 +771,10 @@ impl Source for KafkaStream {
     fn backlog(&self) -> Option<u64> {
         self.backlog
     }
+
+    /// [`KafkaSourceMetrics::to_map`]: Spark's lag metrics and Sluice's data-loss counters.
+    fn metrics(&self) -> BTreeMap<String, String> {
+        self.metrics.to_map()
+    }
 }
 

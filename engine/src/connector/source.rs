@@ -1,5 +1,6 @@
 //! The [`Source`] trait: where micro-batches come from.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use polars::prelude::{DataFrame, SchemaRef};
@@ -71,6 +72,13 @@ pub trait Source: Send {
     /// the progress bar of `AvailableNow` backlogs.
     fn backlog(&self) -> Option<u64> {
         None
+    }
+    /// The source's counters, reported after each batch in its progress entry (Spark's
+    /// `SourceProgress.metrics`): names in Spark's camelCase, values as decimal strings.
+    /// Counters accumulate over the source's life (replays included) unless their name
+    /// says otherwise.
+    fn metrics(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
     }
 }
 

@@ -302,6 +302,7 @@ impl MicroBatchExecution {
                 start_offset: start,
                 end_offset: end,
                 num_input_rows: (df.height() * self.plan.scans[i]) as u64,
+                metrics: self.sources[i].metrics(),
             });
             inputs.push(df);
         }

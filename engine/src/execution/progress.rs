@@ -54,6 +54,11 @@ pub struct SourceProgress {
     pub end_offset: Option<serde_json::Value>,
     /// Rows read in this batch.
     pub num_input_rows: u64,
+    /// The source's own counters after this batch (Spark's `SourceProgress.metrics`,
+    /// e.g. the Kafka source's `maxOffsetsBehindLatest`, the Kinesis source's
+    /// `throttledRequests`); see [`Source::metrics`](crate::connector::Source::metrics).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// Progress of the sink in one batch.
