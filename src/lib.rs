@@ -40,25 +40,32 @@
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_engine as engine;
 pub use sluice_engine::{
-    interval, session_window, window, DataStreamReader, DataStreamWriter, StreamJoinType, OutputMode, ProgressDisplay, Result, SluiceError, StreamingDataFrame,
-    StreamingQuery, StreamingQueryProgress, Trigger,
+    interval, session_window, window, DataFrameReader, DataStreamReader, DataStreamWriter, OutputMode, ProgressDisplay,
+    QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, Result, SluiceError, StreamJoinType,
+    StreamingDataFrame, StreamingQuery, StreamingQueryListener, StreamingQueryManager, StreamingQueryProgress, Trigger,
 };
 pub use sluice_connectors as connectors;
 
 use sluice_connectors::{MemoryTable, MemoryTables};
 
 /// Everything a streaming program needs: Polars' prelude (`col`, `lit`, `len`, `Schema`,
-/// `DataType`, ...) and Sluice's types.
+/// `DataType`, `DataFrame`, `df!`, ...) and Sluice's types, every one a README snippet
+/// uses.
+///
+/// Sluice's join type is [`StreamJoinType`]; `JoinType`
+/// in this prelude is Polars' own (for Polars joins of static frames).
 pub mod prelude {
     pub use polars::prelude::*;
     pub use sluice_engine::{
         approx_count_distinct, collect_list, collect_set, count_if, first_value, interval, last_value, max_by, min_by,
         session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time, Clock,
-        GroupKey, GroupState, GroupStateTimeout, ManualClock, OutputMode, ProgressDisplay, StreamJoinType,
-        StreamingDataFrame, StreamingQuery, Trigger,
+        DataFrameReader, DataStreamReader, DataStreamWriter, GroupKey, GroupState, GroupStateTimeout, ManualClock,
+        OutputMode, ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent,
+        SluiceError, StreamJoinType, StreamingDataFrame, StreamingQuery, StreamingQueryListener, StreamingQueryManager,
+        StreamingQueryProgress, Trigger,
     };
 
-    pub use sluice_connectors::{from_json, to_json};
+    pub use sluice_connectors::{from_json, to_json, FileSource, MemoryStream, ParseMode};
 
     pub use crate::Session;
 }

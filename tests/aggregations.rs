@@ -378,7 +378,7 @@ fn approx_count_distinct_is_within_its_error_bound() {
 #[test]
 fn analysis_rules_follow_spark() {
     let session = Session::new();
-    let stream = sluice::connectors::MemoryStream::new(sensors_schema().into());
+    let stream = sluice::connectors::MemoryStream::new(sensors_schema());
     let df = || stream.to_df(&session);
     let err = |q: StreamingDataFrame, mode: OutputMode| {
         q.write_stream().output_mode(mode).foreach_batch(|_, _| Ok(())).start().err().map(|e| e.to_string()).unwrap_or_default()
@@ -474,7 +474,7 @@ fn restart_after_every_batch_gives_the_uninterrupted_output() {
 fn aggregation_after_flat_map_groups_with_state() {
     let schema = common::schema(&[("user", DataType::String), ("time", common::ts()), ("n", DataType::Int64)]);
     let session = Session::new();
-    let stream = sluice::connectors::MemoryStream::new(schema.clone().into());
+    let stream = sluice::connectors::MemoryStream::new(schema.clone());
     let out_schema = schema.clone();
     let per_user = stream
         .to_df(&session)

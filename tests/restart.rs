@@ -291,8 +291,7 @@ fn a_changed_stateful_operator_is_refused() {
         .progress(ProgressDisplay::Off)
         .sink(Box::new(MemoryTable::new().sink()))
         .start()
-        .err()
-        .expect("a different aggregation must not reuse the checkpoint")
+        .expect_err("a different aggregation must not reuse the checkpoint")
         .to_string();
     assert!(err.contains("stateful operators changed") && err.contains("state/0/_metadata"), "{err}");
 }

@@ -18,7 +18,7 @@
 //!
 //! | connector | source | sink |
 //! |---|---|---|
-//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, parse modes, `maxFilesPerTrigger` | exactly-once files with a `_sluice_metadata` manifest |
+//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest |
 //! | `kafka` (cargo feature `kafka`) | assigned partitions, offsets in the checkpoint | at least once, or exactly once with transactions |
 //! | [`memory`] | `MemoryStream`, fed by the program | queryable tables by query name |
 //! | [`console`] | | prints each batch |

@@ -3,11 +3,14 @@
 //!
 //! Event time is `Timestamp(Microsecond, "UTC")` on the arrow side (as in Spark) and a
 //! time-zone-naive `Datetime(Microseconds)` inside Polars, read as UTC: conversion strips
-//! and restores a UTC tag (`+00:00`; metadata only, the values are not touched).
+//! and restores a UTC tag (`+00:00`; metadata only, the values are not touched), at the
+//! top level and inside structs and lists. Arrow timestamps are instants whatever their
+//! zone, so a timestamp read with another zone (e.g. `America/New_York` from a foreign
+//! Parquet file) comes in as the same UTC instant.
 
 use std::sync::Arc;
 
-use arrow::array::{make_array, Array, ArrayRef, RecordBatch, StructArray};
+use arrow::array::{make_array, Array, ArrayRef, LargeListArray, ListArray, RecordBatch, StructArray};
 use arrow::datatypes::{DataType as ArrowDataType, Field as ArrowField, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use polars::prelude::{Column, CompatLevel, DataFrame, PlSmallStr, Series};
 
@@ -17,32 +20,34 @@ use crate::{Result, SluiceError};
 /// kernel and writer understands without the `chrono-tz` database.
 pub const UTC_TAG: &str = "+00:00";
 
-/// Drops a UTC time-zone tag from timestamps (top level and inside structs).
-fn strip_utc(dt: &ArrowDataType) -> ArrowDataType {
+/// `dt` with `f` applied to every timestamp type in it (top level, struct fields, list
+/// items).
+fn map_timestamps(dt: &ArrowDataType, f: &dyn Fn(&ArrowDataType) -> ArrowDataType) -> ArrowDataType {
+    let field = |x: &ArrowField| Arc::new(x.clone().with_data_type(map_timestamps(x.data_type(), f)));
     match dt {
-        ArrowDataType::Timestamp(unit, Some(_)) => ArrowDataType::Timestamp(*unit, None),
-        ArrowDataType::Struct(fields) => ArrowDataType::Struct(
-            fields
-                .iter()
-                .map(|f| Arc::new(f.as_ref().clone().with_data_type(strip_utc(f.data_type()))))
-                .collect(),
-        ),
+        ArrowDataType::Timestamp(..) => f(dt),
+        ArrowDataType::Struct(fields) => ArrowDataType::Struct(fields.iter().map(|x| field(x)).collect()),
+        ArrowDataType::List(item) => ArrowDataType::List(field(item)),
+        ArrowDataType::LargeList(item) => ArrowDataType::LargeList(field(item)),
         other => other.clone(),
     }
 }
 
-/// Tags time-zone-naive timestamps as UTC, recursively through structs.
-pub fn tag_utc(dt: &ArrowDataType) -> ArrowDataType {
-    match dt {
-        ArrowDataType::Timestamp(unit, None) => ArrowDataType::Timestamp(*unit, Some(UTC_TAG.into())),
-        ArrowDataType::Struct(fields) => ArrowDataType::Struct(
-            fields
-                .iter()
-                .map(|f| Arc::new(f.as_ref().clone().with_data_type(tag_utc(f.data_type()))))
-                .collect(),
-        ),
+/// Drops the time-zone tag from timestamps (top level, in structs and lists): Polars
+/// holds event time naive, read as UTC.
+fn strip_utc(dt: &ArrowDataType) -> ArrowDataType {
+    map_timestamps(dt, &|t| match t {
+        ArrowDataType::Timestamp(unit, Some(_)) => ArrowDataType::Timestamp(*unit, None),
         other => other.clone(),
-    }
+    })
+}
+
+/// Tags time-zone-naive timestamps as UTC, recursively through structs and lists.
+pub fn tag_utc(dt: &ArrowDataType) -> ArrowDataType {
+    map_timestamps(dt, &|t| match t {
+        ArrowDataType::Timestamp(unit, None) => ArrowDataType::Timestamp(*unit, Some(UTC_TAG.into())),
+        other => other.clone(),
+    })
 }
 
 fn retag(array: &ArrayRef, to: &ArrowDataType) -> Result<ArrayRef> {
@@ -59,6 +64,14 @@ fn retag(array: &ArrayRef, to: &ArrowDataType) -> Result<ArrayRef> {
             .map(|(c, f)| retag(c, f.data_type()))
             .collect::<Result<Vec<_>>>()?;
         return Ok(Arc::new(StructArray::try_new(fields.clone(), cols, s.nulls().cloned())?));
+    }
+    if let (Some(l), ArrowDataType::List(item)) = (array.as_any().downcast_ref::<ListArray>(), to) {
+        let values = retag(l.values(), item.data_type())?;
+        return Ok(Arc::new(ListArray::try_new(item.clone(), l.offsets().clone(), values, l.nulls().cloned())?));
+    }
+    if let (Some(l), ArrowDataType::LargeList(item)) = (array.as_any().downcast_ref::<LargeListArray>(), to) {
+        let values = retag(l.values(), item.data_type())?;
+        return Ok(Arc::new(LargeListArray::try_new(item.clone(), l.offsets().clone(), values, l.nulls().cloned())?));
     }
     let data = array.to_data().into_builder().data_type(to.clone()).build()?;
     Ok(make_array(data))

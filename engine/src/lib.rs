@@ -11,15 +11,18 @@
 //!  execution/  StreamingQuery (handle) ◄── MicroBatchExecution (own thread): per batch
 //!              offsets/N ─► sources (connector/) ─Arrow→Polars─► PhysicalPlan ─► sink
 //!              ─► state deltas ─► commits/N ─► next watermark (time/)
+//!              ─► progress ─► session's listener bus ─► StreamingQueryListeners
+//!  api/        EngineSession ─read()─► DataFrameReader ─► SourceFormat::read_static ─► DataFrame
 //!  operators/  aggregate · session_window · dedup · join · group_state, each on a
 //!  state/      KeyedState over a partitioned, versioned StateStore in the checkpoint
 //! ```
 //!
 //! * [`api`]: what users call ([`EngineSession`], [`StreamingDataFrame`],
-//!   [`DataStreamWriter`], [`window`], ...).
+//!   [`DataStreamWriter`], [`window`], the static [`DataFrameReader`], ...).
 //! * [`plan`]: the logical plan, Spark's analysis rules, the physical plan.
 //! * [`execution`]: the trigger loop ([`execution::micro_batch`]), starting and recovery
-//!   ([`execution::recovery`]), the query handle, progress.
+//!   ([`execution::recovery`]), the query handle, progress, the session's
+//!   [`StreamingQueryManager`] and its [`StreamingQueryListener`]s.
 //! * [`operators`]: each stateful operator, with the [`StatefulOperator`] trait.
 //! * [`state`]: the state store and the keyed state every operator keeps.
 //! * [`time`]: intervals, event time, watermarks, clocks.
@@ -43,15 +46,19 @@ pub mod time;
 
 pub use api::{
     approx_count_distinct, collect_list, collect_set, count_if, first_value, interval, last_value, max_by, min_by,
-    session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time, CheckpointLocation, DataStreamReader, DataStreamWriter, EngineSession,
-    GroupedStreamingDataFrame, OutputMode, StreamingDataFrame, Trigger,
+    session_window, stddev, stddev_pop, stddev_samp, var_pop, var_samp, variance, window, window_time, CheckpointLocation,
+    DataFrameReader, DataStreamReader, DataStreamWriter, EngineSession, GroupedStreamingDataFrame, OutputMode,
+    StreamingDataFrame, Trigger,
 };
 pub use connector::{
     ForeachBatchSink, Offset, Options, Sink, SinkContext, SinkProvider, Source, SourceContext, SourceFormat, SourceProvider,
     SourceProviderRef,
 };
 pub use error::{Result, SluiceError};
-pub use execution::{ProgressDisplay, StreamingQuery, StreamingQueryProgress};
+pub use execution::{
+    ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, StreamingQuery,
+    StreamingQueryListener, StreamingQueryManager, StreamingQueryProgress,
+};
 pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};
 pub use operators::join::StreamJoinType;
 pub use operators::{StateOperatorProgress, StatefulOperator};

@@ -9,6 +9,7 @@
 //! | `source.rs` | [`FileSourceFormat`] (`json` / `csv` / `parquet` registry entries), [`FileSource`] (typed builder, `read_static`), [`FileSourceProvider`], `FileStream` (the running source) |
 //! | `listing.rs` | which files a source takes: the directory's, or a sink output's manifest-listed ones |
 //! | `source_log.rs` | `sources/<i>/<k>`: the files each offset took, so restarts neither skip nor repeat one |
+//! | `static_read.rs` | static reads (`session.read()`): a file or directory once, the schema inferred when not given |
 //! | `sink.rs` | [`FileSink`], [`FileSinkProvider`], [`read_output`] (a sink's output as one frame) |
 
 mod listing;
@@ -16,6 +17,7 @@ mod options;
 mod sink;
 mod source;
 mod source_log;
+mod static_read;
 
 pub use options::{FileSinkOptions, SINK_OPTIONS, source_options};
 pub use sink::{FileSink, FileSinkProvider, read_output};

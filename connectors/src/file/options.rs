@@ -14,7 +14,7 @@ use polars::prelude::{DataType, SchemaRef};
 use sluice_engine::{Options, Result, SluiceError};
 
 use crate::formats::records::RecordDecoding;
-use crate::formats::types::scalar_arrow_type;
+use crate::formats::types::file_arrow_type;
 use crate::formats::{CsvOptions, FileFormat, ParseMode};
 
 /// The message of the error returned when a file source has no schema.
@@ -83,6 +83,9 @@ pub(crate) struct FileSourceConfig {
     pub max_files_per_trigger: Option<usize>,
     pub mode: ParseMode,
     pub csv: CsvOptions,
+    /// Whether option `header` was given (otherwise a file sink's CSV output, which
+    /// always starts with a header line, is read with `header=true`).
+    pub csv_header_given: bool,
 }
 
 impl FileSourceConfig {
@@ -115,8 +118,11 @@ impl FileSourceConfig {
             }
         }
         let mut csv = CsvOptions::default();
+        let mut csv_header_given = false;
         if kind == FileFormat::Csv {
-            csv.header = options.bool("header")?.unwrap_or(false);
+            let header = options.bool("header")?;
+            csv_header_given = header.is_some();
+            csv.header = header.unwrap_or(false);
             if let Some(d) = options.get("sep").or_else(|| options.get("delimiter")) {
                 csv.delimiter = parse_delimiter(d)?;
             }
@@ -136,7 +142,7 @@ impl FileSourceConfig {
                 out_fields.push(ArrowField::new(name.as_str(), ArrowDataType::Utf8, true));
                 continue;
             }
-            let field = ArrowField::new(name.as_str(), scalar_arrow_type(name, dtype)?, true);
+            let field = ArrowField::new(name.as_str(), file_arrow_type(kind, name, dtype)?, true);
             data_fields.push(field.clone());
             out_fields.push(field);
         }
@@ -165,6 +171,7 @@ impl FileSourceConfig {
             max_files_per_trigger,
             mode,
             csv,
+            csv_header_given,
         })
     }
 
@@ -176,6 +183,15 @@ impl FileSourceConfig {
     /// An error of this source.
     pub fn source_err(&self, message: impl Into<String>) -> SluiceError {
         SluiceError::Source { name: self.description(), message: message.into() }
+    }
+
+    /// The CSV options for a file of a file sink's output (`sink_output`): a header line
+    /// unless option `header` says otherwise.
+    pub fn csv_for(&self, sink_output: bool) -> CsvOptions {
+        if sink_output && !self.csv_header_given {
+            return CsvOptions { header: true, ..self.csv };
+        }
+        self.csv
     }
 
     /// How JSON and CSV records are decoded.

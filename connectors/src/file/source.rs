@@ -55,6 +55,7 @@ use sluice_engine::{
 use super::listing::{ListedFile, list};
 use super::options::{FileSourceConfig, source_options};
 use super::source_log::{LoggedFile, SourceLog, log_offset};
+use crate::formats::manifest::METADATA_DIR;
 use crate::formats::records::Decoded;
 use crate::formats::{FileFormat, ParseMode, compression, csv, json, parquet};
 
@@ -74,6 +75,25 @@ use crate::formats::{FileFormat, ParseMode, compression, csv, json, parquet};
 /// Rejected as unsupported: `multiLine=true` (JSON, CSV), `latestFirst=true`,
 /// `cleanSource` other than `off`. Options a format does not read are reported when the
 /// query starts, as options nothing used.
+///
+/// Column types: Boolean, Int32, Int64, UInt32, UInt64, Float32, Float64, String, Date,
+/// `Datetime(unit, None)`; in JSON and Parquet also `List` and `Struct` of those (a file
+/// sink's `window` column reads back as a struct of two `Datetime`s), in Parquet also
+/// `Duration`. CSV holds no nested types: a CSV sink's output has struct fields as
+/// `<column>_<field>` columns and lists as text. A file sink's CSV output is read with
+/// `header=true` unless option `header` says otherwise (the sink writes a header line).
+///
+/// # Static reads
+/// `session.read().format("parquet" | "json" | "csv").load(path)` (Spark's `spark.read`)
+/// reads a file or a directory once, with the same listing, options and decoding as the
+/// stream. The schema is optional: without one it is the manifest's for a file sink's
+/// output (the Arrow schema each file was written with, so JSON and CSV come back with
+/// their timestamps and structs), the first file's for Parquet, inferred from the data
+/// for JSON (Spark's rules: numbers, booleans, strings, arrays, objects; timestamps stay
+/// strings), and every column a string for CSV (Spark's default; `inferSchema=true`
+/// infers types, `header=true` takes the names from the first line, else `_c0`, `_c1`,
+/// ...). Durations, which the JSON and CSV sinks write as ISO 8601 text (`PT1.5S`), read
+/// back from those formats as that text.
 ///
 /// Files taken: the regular files directly in the directory whose names start with
 /// neither `.` nor `_`, oldest (modification time, then path) first. JSON and CSV files
@@ -116,6 +136,20 @@ impl SourceFormat for FileSourceFormat {
     }
     fn known_options(&self) -> &'static [&'static str] {
         source_options(self.kind)
+    }
+    /// Reads the file or directory `path` once (see [`FileSourceFormat`], "Static
+    /// reads").
+    ///
+    /// # Errors
+    /// [`SluiceError::Io`] naming a missing path or an unreadable file;
+    /// [`SluiceError::InvalidArgument`] when no schema is given and none can be inferred
+    /// (no data files), or for a bad option; [`SluiceError::MalformedRecord`] in FAILFAST
+    /// mode.
+    fn read_static(&self, path: &str, schema: Option<SchemaRef>, options: &Options) -> Result<DataFrame> {
+        super::static_read::read_static(self.kind, Path::new(path), schema, options)
+    }
+    fn known_static_options(&self) -> &'static [&'static str] {
+        super::static_read::static_options(self.kind)
     }
 }
 
@@ -161,11 +195,10 @@ impl FileSource {
     pub fn parquet(path: impl AsRef<Path>) -> Self {
         Self::new(FileFormat::Parquet, path)
     }
-    /// The schema of the rows (required). Timestamps are `Datetime(unit, None)`, read as
-    /// UTC; supported types: Boolean, Int32, Int64, UInt32, UInt64, Float32, Float64,
-    /// String, Date, Datetime.
-    pub fn schema(mut self, schema: Schema) -> Self {
-        self.schema = Some(Arc::new(schema));
+    /// The schema of the rows (required for a stream). Timestamps are
+    /// `Datetime(unit, None)`, read as UTC; the types are listed in [`FileSourceFormat`].
+    pub fn schema(mut self, schema: impl Into<SchemaRef>) -> Self {
+        self.schema = Some(schema.into());
         self
     }
     /// At most `n` new files per micro-batch (Spark's `maxFilesPerTrigger`; `n >= 1`).
@@ -208,24 +241,17 @@ impl FileSource {
     pub fn provider(self) -> Result<FileSourceProvider> {
         FileSourceProvider::new(self.kind, &self.path, self.schema, &self.options)
     }
-    /// Reads everything once into a static frame (Spark's batch `spark.read`), for the
-    /// static side of a stream-static join: `path` is one file, or a directory whose files
-    /// are read in (modification time, path) order (only manifest-listed ones for a file
-    /// sink's folder). Same schema, options and parse modes as the stream.
+    /// Reads everything once into a static frame (Spark's batch `spark.read`), e.g. for
+    /// the static side of a stream-static join: `path` is one file, or a directory whose
+    /// files are read in (modification time, path) order (only manifest-listed ones for
+    /// a file sink's folder). Same options and parse modes as the stream; without a
+    /// schema it is inferred as `session.read()` does (see [`FileSourceFormat`]).
     ///
     /// # Errors
     /// As [`FileSourceProvider::new`]; [`SluiceError::Io`] naming an unreadable file;
     /// [`SluiceError::MalformedRecord`] in FAILFAST mode.
     pub fn read_static(self) -> Result<DataFrame> {
-        let provider = self.provider()?;
-        let cfg = &provider.cfg;
-        let files: Vec<String> = if cfg.dir.is_file() {
-            vec![cfg.dir.to_string_lossy().into_owned()]
-        } else {
-            list(&cfg.dir)?.into_iter().map(|f| f.path).collect()
-        };
-        let batches = files.iter().map(|f| read_file(cfg, f)).collect::<Result<Vec<_>>>()?;
-        conform(record_batches_to_df(&batches, &cfg.out_schema)?, &cfg.schema)
+        super::static_read::read_static(self.kind, &self.path, self.schema, &self.options)
     }
     /// A streaming data frame reading this source in `session`.
     ///
@@ -407,9 +433,10 @@ impl Source for FileStream {
             return Err(self.cfg.source_err(format!("end offset {e} is before start offset {s}")));
         }
         let mut batches = Vec::new();
+        let sink_output = is_sink_output(&self.cfg.dir);
         for id in s + 1..=e {
             for file in self.log.files_of(ctx, id)? {
-                batches.push(read_file(&self.cfg, &file.path)?);
+                batches.push(read_file(&self.cfg, &file.path, sink_output)?);
             }
         }
         let df = record_batches_to_df(&batches, &self.cfg.out_schema)?;
@@ -430,9 +457,14 @@ impl Source for FileStream {
     }
 }
 
+/// Whether `dir` is a file sink's output (it has a `_sluice_metadata` manifest).
+pub(crate) fn is_sink_output(dir: &Path) -> bool {
+    dir.join(METADATA_DIR).is_dir()
+}
+
 /// Casts columns whose Polars type differs from the declared one (e.g. after arrow's
 /// string view conversion), keeping the declared order.
-fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame> {
+pub(crate) fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame> {
     let same = df.width() == schema.len()
         && df.columns().iter().zip(schema.iter()).all(|(c, (n, dt))| c.name() == n && c.dtype() == dt);
     if same {
@@ -449,15 +481,16 @@ fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame> {
     Ok(DataFrame::new(height, cols)?)
 }
 
-/// Reads one file into a batch of the output schema.
-fn read_file(cfg: &FileSourceConfig, path: &str) -> Result<RecordBatch> {
+/// Reads one file into a batch of the output schema; `sink_output`: the file is part of
+/// a file sink's output (a CSV one has a header line).
+pub(crate) fn read_file(cfg: &FileSourceConfig, path: &str, sink_output: bool) -> Result<RecordBatch> {
     let decoded = match cfg.kind {
         FileFormat::Json | FileFormat::Csv => {
             // Decompressed by extension; a compressed file is never parsed as text.
             let bytes = compression::read_text_file(path)?;
             match cfg.kind {
                 FileFormat::Json => json::decode(&cfg.decoding(), path, &bytes)?,
-                _ => csv::decode(&cfg.csv, &cfg.decoding(), path, &bytes)?,
+                _ => csv::decode(&cfg.csv_for(sink_output), &cfg.decoding(), path, &bytes)?,
             }
         }
         FileFormat::Parquet => {

@@ -16,11 +16,9 @@
 //! # Time zones
 //! Event time is a time-zone-naive `Datetime` inside Polars, read as UTC, and a UTC-tagged
 //! Arrow `Timestamp` outside. Exactly one place tags it: `sluice_engine::interop`
-//! (`df_to_record_batch`, top-level columns and struct fields), which every writer here
-//! goes through; the writers only choose how a timestamp is spelt (RFC 3339 with `Z`).
-//! Timestamps inside lists reach the writers untagged, as interop leaves them: Parquet
-//! and JSON write them as before, the text a CSV list column is written as has no
-//! `+00:00` suffix.
+//! (`df_to_record_batch`: top-level columns, struct fields and list items), which every
+//! writer here goes through; the writers only choose how a timestamp is spelt (RFC 3339
+//! with `Z`). Readers give timestamps of any zone back as the same UTC instants.
 
 pub mod compression;
 pub mod csv;

@@ -24,9 +24,10 @@ pub struct MemoryStream {
 }
 
 impl MemoryStream {
-    /// An empty stream whose frames have `schema`.
-    pub fn new(schema: SchemaRef) -> Self {
-        Self { schema, inner: Arc::default() }
+    /// An empty stream whose frames have `schema`: a `Schema`, as
+    /// `read_stream().schema(..)` takes, or a shared `SchemaRef` (e.g. `df.schema().clone()`).
+    pub fn new(schema: impl Into<SchemaRef>) -> Self {
+        Self { schema: schema.into(), inner: Arc::default() }
     }
 
     /// Appends one frame (one offset).

@@ -309,3 +309,64 @@ impl StreamingDataFrame {
         self.with(LogicalPlan::Limit { input: self.plan.clone(), n })
     }
 }
+
+/// Joins on columns of the same name on both sides (Spark's `join(other, usingColumns)`),
+/// which keep one key column each.
+impl StreamingDataFrame {
+    /// Joins with another stream on the columns `on`, present with the same name on both
+    /// sides (Spark's `join(right, Seq("customerId"), joinType)`, with an optional extra
+    /// `condition` over the joined columns as in [`join`](Self::join)).
+    ///
+    /// Output columns, as in Spark: the keys once, then this stream's other columns, then
+    /// `right`'s other columns (a name already present gets the suffix `_right`); a left
+    /// semi join keeps the keys and this stream's columns. Each key is this stream's
+    /// value for inner, left outer and left semi joins, `right`'s for right outer joins,
+    /// and `coalesce(left, right)` for full outer joins (the side that matched, for
+    /// null-padded rows). A `condition` refers to `right`'s key as `<key>_right`.
+    ///
+    /// Analysis (watermarks, the condition bounding state) is [`join`](Self::join)'s; a
+    /// key missing on either side fails at `start()`.
+    pub fn join_on<S: AsRef<str>>(
+        &self,
+        right: &StreamingDataFrame,
+        on: impl IntoIterator<Item = S>,
+        how: StreamJoinType,
+        condition: Option<Expr>,
+    ) -> Self {
+        let on: Vec<String> = on.into_iter().map(|s| s.as_ref().to_string()).collect();
+        let keys: Vec<Expr> = on.iter().map(|k| col(k.as_str())).collect();
+        self.join(right, keys.clone(), keys, how, condition).select(using_columns(&on, how))
+    }
+
+    /// Joins every micro-batch with a static frame on the columns `on`, present with the
+    /// same name on both sides (Spark's stream-static `join(static, Seq("customerId"))`):
+    /// `Inner` or `LeftOuter`, the stream on the left. Output columns: the keys once (the
+    /// stream's values), then the stream's other columns, then the static frame's other
+    /// columns (a name already present gets the suffix `_right`).
+    pub fn join_on_static<S: AsRef<str>>(&self, right: DataFrame, on: impl IntoIterator<Item = S>, how: StreamJoinType) -> Self {
+        let on: Vec<String> = on.into_iter().map(|s| s.as_ref().to_string()).collect();
+        let keys: Vec<Expr> = on.iter().map(|k| col(k.as_str())).collect();
+        self.join_static(right, keys.clone(), keys, how).select(using_columns(&on, how))
+    }
+}
+
+/// The projection of a using-columns join's output (Spark's `commonNaturalJoinProcessing`):
+/// one column per key (left's, right's or their coalesce by join type), then every other
+/// column in join order without the right side's copies of the keys (`<key>_right`).
+fn using_columns(on: &[String], how: StreamJoinType) -> Vec<Expr> {
+    let right_name = |k: &str| format!("{k}_right");
+    let mut exprs: Vec<Expr> = on
+        .iter()
+        .map(|k| match how {
+            StreamJoinType::Inner | StreamJoinType::LeftOuter | StreamJoinType::LeftSemi => col(k.as_str()),
+            StreamJoinType::RightOuter => col(right_name(k).as_str()).alias(k.as_str()),
+            StreamJoinType::FullOuter => coalesce(&[col(k.as_str()), col(right_name(k).as_str())]).alias(k.as_str()),
+        })
+        .collect();
+    let mut hidden: Vec<PlSmallStr> = on.iter().map(|k| PlSmallStr::from(k.as_str())).collect();
+    if how != StreamJoinType::LeftSemi {
+        hidden.extend(on.iter().map(|k| PlSmallStr::from(right_name(k))));
+    }
+    exprs.push(all().exclude_cols(hidden).as_expr());
+    exprs
+}

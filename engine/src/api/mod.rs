@@ -1,4 +1,5 @@
-//! What users call: the [`EngineSession`] and its [`DataStreamReader`], the
+//! What users call: the [`EngineSession`], its [`DataStreamReader`] and static
+//! [`DataFrameReader`], the
 //! [`StreamingDataFrame`] transformations, the [`DataStreamWriter`] that starts a query,
 //! the streaming [`functions`] (`window`, `session_window`, `interval`) and the output
 //! modes and triggers ([`modes`]).
@@ -7,6 +8,7 @@ pub mod dataframe;
 pub mod functions;
 pub mod modes;
 pub mod reader;
+pub mod static_reader;
 pub mod session;
 pub mod writer;
 
@@ -17,5 +19,6 @@ pub use functions::{
 };
 pub use modes::{OutputMode, Trigger};
 pub use reader::DataStreamReader;
+pub use static_reader::DataFrameReader;
 pub use session::EngineSession;
 pub use writer::{CheckpointLocation, DataStreamWriter};

@@ -26,9 +26,10 @@ impl DataStreamReader {
         self.format = Some(format.to_string());
         self
     }
-    /// The schema of the rows (required by file sources, as in Spark).
-    pub fn schema(mut self, schema: Schema) -> Self {
-        self.schema = Some(Arc::new(schema));
+    /// The schema of the rows (required by file sources, as in Spark): a `Schema`, or a
+    /// shared `SchemaRef`.
+    pub fn schema(mut self, schema: impl Into<SchemaRef>) -> Self {
+        self.schema = Some(schema.into());
         self
     }
     /// A source option, e.g. `maxFilesPerTrigger`, `mode`, `header`.

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use super::{DataStreamReader, StreamingDataFrame};
+use super::{DataFrameReader, DataStreamReader, StreamingDataFrame};
 use crate::connector::{SinkProvider, SourceFormat, SourceProviderRef};
+use crate::execution::StreamingQueryManager;
 use crate::plan::LogicalPlan;
 
 #[derive(Default)]
@@ -12,6 +13,7 @@ struct SessionInner {
     conf: RwLock<BTreeMap<String, String>>,
     source_formats: RwLock<HashMap<String, Arc<dyn SourceFormat>>>,
     sinks: RwLock<HashMap<String, Arc<dyn SinkProvider>>>,
+    streams: StreamingQueryManager,
 }
 
 /// The engine's session (Spark's `SparkSession` without its connectors): configuration
@@ -50,6 +52,15 @@ impl EngineSession {
     /// Starts describing a streaming read (Spark's `readStream`).
     pub fn read_stream(&self) -> DataStreamReader {
         DataStreamReader::new(self.clone())
+    }
+    /// Starts describing a static (batch) read into a Polars `DataFrame` (Spark's
+    /// `read`), e.g. a file sink's output: `session.read().parquet("out")?`.
+    pub fn read(&self) -> DataFrameReader {
+        DataFrameReader::new(self.clone())
+    }
+    /// The queries of this session and their listeners (Spark's `spark.streams`).
+    pub fn streams(&self) -> &StreamingQueryManager {
+        &self.inner.streams
     }
     /// A streaming data frame over a source provider (typed sources such as `MemoryStream`).
     pub fn stream_from(&self, provider: SourceProviderRef) -> StreamingDataFrame {

@@ -189,6 +189,7 @@ impl DataStreamWriter {
             progress: self.progress,
             clock: self.clock,
             warnings: self.warnings,
+            manager: self.df.session().streams().clone(),
         })
     }
 }

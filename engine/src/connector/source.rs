@@ -88,7 +88,8 @@ pub trait SourceProvider: Send + Sync {
 pub type SourceProviderRef = Arc<dyn SourceProvider>;
 
 /// Creates sources by format name (`"json"`, `"csv"`, `"parquet"`, `"kafka"`) from the
-/// reader's path, schema and options.
+/// reader's path, schema and options; a format that can also be read once, as a static
+/// frame (`session.read()`), implements [`SourceFormat::read_static`].
 pub trait SourceFormat: Send + Sync {
     /// A provider for the source at `path` (empty for sources without one, e.g. Kafka)
     /// with `schema` and the reader's options. Options the source does not read are
@@ -100,5 +101,25 @@ pub trait SourceFormat: Send + Sync {
     /// The options this source reads (Spark's names), listed when an option is not used.
     fn known_options(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// Reads everything at `path` once into a static frame (Spark's batch
+    /// `spark.read.format(..).load(path)`), with `schema` when given (a format may infer
+    /// one otherwise). Optional: the default fails, naming `read_stream()` as the way
+    /// to read this format.
+    ///
+    /// # Errors
+    /// [`crate::SluiceError::InvalidArgument`] when the format has no static reader, or
+    /// the format's own errors (a file that cannot be read, a bad option or schema).
+    fn read_static(&self, _path: &str, _schema: Option<SchemaRef>, _options: &Options) -> Result<DataFrame> {
+        Err(crate::SluiceError::InvalidArgument(
+            "this format has no static reader: read it as a stream with read_stream() (and a memory sink or \
+             foreach_batch to collect the rows)"
+                .into(),
+        ))
+    }
+    /// The options [`read_static`](SourceFormat::read_static) reads, when they differ
+    /// from [`known_options`](SourceFormat::known_options).
+    fn known_static_options(&self) -> &'static [&'static str] {
+        self.known_options()
     }
 }

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 use sluice_checkpoint::{BatchId, Checkpoint, CommitMetadata, OffsetSeq, OffsetSeqMetadata};
 
+use super::listener::{now_rfc3339, QueryEvent, QueryIdleEvent, QueryProgressEvent};
+use super::manager::ListenerBus;
 use super::progress::{ProgressReporter, SinkProgress, SourceProgress, StreamingQueryProgress};
 use super::shared::QueryShared;
 use super::spec::PinnedConf;
@@ -61,6 +63,11 @@ pub struct MicroBatchExecution {
     pub(super) reporter: ProgressReporter,
     pub(super) last_trigger_start: Option<Instant>,
     pub(super) clock: Arc<dyn Clock>,
+    /// The session's listener bus: progress and idle events go there.
+    pub(super) bus: Arc<ListenerBus>,
+    /// When the last batch ran or the last idle event was posted (Spark's
+    /// `lastNoExecutionProgressEventTime`; `None`: never).
+    pub(super) last_batch_or_idle_event: Option<Instant>,
 }
 
 fn offsets_differ(a: &[Option<Offset>], b: &[Option<Offset>]) -> bool {
@@ -126,6 +133,7 @@ impl MicroBatchExecution {
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => break,
                     Trigger::ProcessingTime(interval) => {
+                        self.post_idle_event();
                         self.shared.mark_idle();
                         let wait = interval.max(Duration::from_millis(10));
                         if self.shared.wait_for_stop(wait.min(Duration::from_millis(100))) {
@@ -248,8 +256,23 @@ impl MicroBatchExecution {
             sink: SinkProgress { description: self.sink.description(), num_output_rows: out.height() as u64 },
         };
         self.reporter.report(&progress);
-        self.shared.record_progress(progress);
+        self.shared.record_progress(progress.clone());
+        self.bus.post(QueryEvent::Progress(Box::new(QueryProgressEvent { progress })), &self.shared);
+        self.last_batch_or_idle_event = Some(Instant::now());
         Ok(())
+    }
+
+    /// The trigger found no data: a [`QueryIdleEvent`] when none was posted, and no batch
+    /// ran, for `sluice.noDataProgressEventInterval` (Spark's rule).
+    fn post_idle_event(&mut self) {
+        let interval = Duration::from_millis(self.conf.no_data_progress_event_interval_ms);
+        if self.last_batch_or_idle_event.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        let event =
+            QueryIdleEvent { id: self.id.clone(), run_id: self.run_id.clone(), name: self.name.clone(), timestamp: now_rfc3339() };
+        self.bus.post(QueryEvent::Idle(event), &self.shared);
+        self.last_batch_or_idle_event = Some(Instant::now());
     }
 
     /// Step 3: each source's rows in (last committed end, `seq`'s end].

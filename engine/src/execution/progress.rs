@@ -95,7 +95,8 @@ impl StreamingQueryProgress {
 /// How a running query reports progress on the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressDisplay {
-    /// One line per batch on stderr, prefixed with the query name when it has one.
+    /// One line per batch on stderr, prefixed with the query name (else the first 8
+    /// characters of its id), so that the lines of concurrent queries tell apart.
     Lines,
     /// An indicatif progress bar (best for `AvailableNow` backlogs).
     Bar,
@@ -107,14 +108,16 @@ pub enum ProgressDisplay {
 /// (target `sluice::progress`).
 pub struct ProgressReporter {
     display: ProgressDisplay,
-    name: Option<String>,
+    /// The line prefix: the query name, else the first 8 characters of its id.
+    label: String,
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressReporter {
-    /// A reporter for the query named `name` (if any).
-    pub fn new(display: ProgressDisplay, name: Option<String>) -> Self {
-        ProgressReporter { display, name, bar: None }
+    /// A reporter for the query `id`, named `name` (if any).
+    pub fn new(display: ProgressDisplay, name: Option<String>, id: &str) -> Self {
+        let label = name.unwrap_or_else(|| id.chars().take(8).collect());
+        ProgressReporter { display, label, bar: None }
     }
 
     /// An `AvailableNow` run knows its backlog (`total`, in the sources' units): show a
@@ -133,10 +136,7 @@ impl ProgressReporter {
 
     /// Reports one batch.
     pub fn report(&self, progress: &StreamingQueryProgress) {
-        let line = match &self.name {
-            Some(n) => format!("[{n}] {}", progress.summary_line()),
-            None => progress.summary_line(),
-        };
+        let line = format!("[{}] {}", self.label, progress.summary_line());
         match (&self.bar, self.display) {
             (Some(bar), _) => {
                 bar.inc(1);
@@ -145,7 +145,7 @@ impl ProgressReporter {
             (None, ProgressDisplay::Lines | ProgressDisplay::Bar) => eprintln!("{line}"),
             (None, ProgressDisplay::Off) => {}
         }
-        tracing::info!(target: "sluice::progress", "{line}");
+        tracing::info!(target: "sluice::progress", query_id = %progress.id, run_id = %progress.run_id, "{line}");
     }
 
     /// Clears the bar, if any.

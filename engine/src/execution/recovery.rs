@@ -44,8 +44,19 @@ impl MicroBatchExecution {
     /// [`SluiceError::Analysis`] for an invalid query or one whose stateful operators differ
     /// from the checkpoint's; [`SluiceError::Checkpoint`] for a damaged checkpoint.
     pub(crate) fn start(spec: QuerySpec, shared: Arc<QueryShared>) -> Result<Self> {
-        let QuerySpec { plan, conf, output_mode: mode, trigger, mut sink, name, checkpoint: ckpt, progress, clock, warnings } =
-            spec;
+        let QuerySpec {
+            plan,
+            conf,
+            output_mode: mode,
+            trigger,
+            mut sink,
+            name,
+            checkpoint: ckpt,
+            progress,
+            clock,
+            warnings,
+            manager,
+        } = spec;
         let latest = ckpt.offsets().latest()?;
         let conf = PinnedConf::resolve(latest.as_ref().map(|(_, o)| o), &conf)?;
         let physical = PhysicalPlan::plan(&plan, mode, conf.partitions, sink.as_ref())?;
@@ -75,9 +86,9 @@ impl MicroBatchExecution {
         let n_sources = sources.len();
         let watermark = WatermarkTracker::new(physical.watermarks.clone(), conf.use_max_policy);
         let mut exec = MicroBatchExecution {
-            id: meta.id,
+            id: meta.id.clone(),
             run_id,
-            reporter: ProgressReporter::new(progress, name.clone()),
+            reporter: ProgressReporter::new(progress, name.clone(), &meta.id),
             name,
             ckpt,
             sources,
@@ -96,6 +107,8 @@ impl MicroBatchExecution {
             shared,
             last_trigger_start: None::<Instant>,
             clock,
+            bus: manager.bus().clone(),
+            last_batch_or_idle_event: None,
         };
         for (i, s) in exec.sources.iter_mut().enumerate() {
             s.initialize(SourceContext { checkpoint: &exec.ckpt, index: i })?;

@@ -19,6 +19,9 @@ pub(super) struct SharedState {
     pub(super) idle_checks: u64,
     pub(super) status: String,
     pub(super) warnings: Vec<String>,
+    /// The listener-bus sequence number of the query's terminated event (`None`: not
+    /// posted yet, or no listener).
+    pub(super) terminated_event: Option<u64>,
 }
 
 /// State shared between the handle and the query thread.
@@ -52,6 +55,10 @@ impl QueryShared {
     pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
         self.state.lock().expect("query state lock").warnings = warnings;
     }
+    /// A warning found while the query runs (e.g. a listener that panicked).
+    pub(crate) fn push_warning(&self, warning: String) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).warnings.push(warning);
+    }
     pub(crate) fn record_progress(&self, p: StreamingQueryProgress) {
         let mut s = self.state.lock().expect("query state lock");
         if s.recent.len() == RECENT_PROGRESS_KEPT {
@@ -61,9 +68,10 @@ impl QueryShared {
         s.status = "Processing new data".into();
         self.changed.notify_all();
     }
-    pub(super) fn finish(&self, error: Option<String>) {
+    pub(super) fn finish(&self, error: Option<String>, terminated_event: Option<u64>) {
         let mut s = self.state.lock().expect("query state lock");
         s.active = false;
+        s.terminated_event = terminated_event;
         s.error_message = error;
         s.status = "Stopped".into();
         self.changed.notify_all();

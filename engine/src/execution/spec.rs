@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_checkpoint::{Checkpoint, OffsetSeq};
 
+use super::manager::StreamingQueryManager;
 use super::progress::ProgressDisplay;
 use crate::connector::Sink;
 use crate::plan::LogicalPlan;
@@ -19,6 +20,10 @@ pub const CONF_STATE_PARTITIONS: &str = "sluice.state.partitions";
 pub const CONF_MIN_BATCHES_TO_RETAIN: &str = "sluice.minBatchesToRetain";
 /// Configuration key of the global watermark policy: `min` (default) or `max`.
 pub const CONF_WATERMARK_POLICY: &str = "sluice.multipleWatermarkPolicy";
+/// Configuration key of the least time between two [`QueryIdleEvent`](super::QueryIdleEvent)s
+/// of a query, and between its last batch and the first one, in milliseconds (Spark's
+/// `spark.sql.streaming.noDataProgressEventInterval`; default 10000).
+pub const CONF_NO_DATA_PROGRESS_EVENT_INTERVAL: &str = "sluice.noDataProgressEventInterval";
 
 /// Everything a query needs to start, as the writer (`DataStreamWriter::start`) gathered it.
 pub struct QuerySpec {
@@ -42,6 +47,9 @@ pub struct QuerySpec {
     pub clock: Arc<dyn Clock>,
     /// Warnings found by the writer (options the sink did not read).
     pub warnings: Vec<String>,
+    /// The session's queries and listeners: the query registers there and posts its
+    /// events to its listener bus.
+    pub manager: StreamingQueryManager,
 }
 
 /// The configuration a checkpoint pins at its first batch (logged in every `offsets/N`).
@@ -55,6 +63,9 @@ pub struct PinnedConf {
     pub use_max_policy: bool,
     /// `sluice.minBatchesToRetain` (not pinned: the session's, default 100).
     pub min_batches_to_retain: u64,
+    /// `sluice.noDataProgressEventInterval` in ms (not pinned: the session's, default
+    /// 10000).
+    pub no_data_progress_event_interval_ms: u64,
 }
 
 impl PinnedConf {
@@ -91,7 +102,18 @@ impl PinnedConf {
             .transpose()?
             .unwrap_or(100)
             .max(1);
-        Ok(PinnedConf { entries, partitions, use_max_policy, min_batches_to_retain })
+        let no_data_progress_event_interval_ms = conf
+            .get(CONF_NO_DATA_PROGRESS_EVENT_INTERVAL)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    SluiceError::InvalidArgument(format!(
+                        "{CONF_NO_DATA_PROGRESS_EVENT_INTERVAL} must be a number of milliseconds, not {v:?}"
+                    ))
+                })
+            })
+            .transpose()?
+            .unwrap_or(10_000);
+        Ok(PinnedConf { entries, partitions, use_max_policy, min_batches_to_retain, no_data_progress_event_interval_ms })
     }
 }
 
