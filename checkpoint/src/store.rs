@@ -404,7 +404,7 @@ impl Storage {
                 r.objects.retain(|m| !m.location.filename().is_some_and(crate::is_temporary_name));
                 Ok(r)
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(ListResult { common_prefixes: vec![], objects: vec![] }),
+            Err(object_store::Error::NotFound { .. }) => Ok(ListResult { common_prefixes: vec![], objects: vec![], extensions: Default::default() }),
             Err(e) => Err(store_err(self.url(prefix), e)),
         }
     }
@@ -485,11 +485,12 @@ mod tests {
     fn local_urls_are_file_paths_and_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, root) = Storage::open_str(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
-        let obj = root.child("channel=%23en").child("a b.json");
+        // Local object paths name files literally (`%` and `#` included).
+        let obj = Path::parse(format!("{root}/channel=%23en/a b#1x.json")).unwrap();
         assert!(storage.put(&obj, PutPayload::from_static(b"x"), true).unwrap());
         assert!(!storage.put(&obj, PutPayload::from_static(b"y"), true).unwrap(), "create-only");
         let url = storage.url(&obj);
-        assert_eq!(url, dir.path().join("channel=%23en/a b.json").display().to_string());
+        assert_eq!(url, dir.path().join("channel=%23en/a b#1x.json").display().to_string());
         assert!(FsPath::new(&url).is_file(), "the object is the file its url names");
         assert_eq!(storage.path_of(&url).unwrap(), obj);
         assert_eq!(storage.get(&obj).unwrap().unwrap().as_ref(), b"x");
