@@ -312,3 +312,109 @@ fn bad_s3_options_fail_start_naming_them() {
     assert!(e.contains("s3.endpiont") && e.contains("s3.endpoint"), "{e}");
 }
 
+
+/// A wiki_edits output in a comparable form: the window flattened, fixed column order,
+/// sorted (a partitioned output has its partition column last).
+fn normalised(df: DataFrame) -> DataFrame {
+    df.lazy()
+        .with_columns([
+            col("window").struct_().field_by_name("start").alias("window_start"),
+            col("window").struct_().field_by_name("end").alias("window_end"),
+        ])
+        .select([
+            col("window_start"),
+            col("window_end"),
+            col("channel").cast(DataType::String),
+            col("edits"),
+            col("added"),
+            col("deleted"),
+            col("robot_edits"),
+            col("max_delta"),
+        ])
+        .sort(["window_start", "channel"], Default::default())
+        .collect()
+        .unwrap()
+}
+
+#[test]
+fn partitioned_compressed_output_on_s3_reads_back() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket(BUCKET);
+    let s3 = moto.s3_options();
+    let store_options = StoreOptions::from_pairs(s3.iter().cloned());
+    let work = tempfile::tempdir().unwrap();
+    let input = input(work.path());
+    let ref_out = work.path().join("ref-out");
+    run_wiki(&input, &ref_out, &work.path().join("ref-ck").display().to_string(), &[]).unwrap();
+    let expected = normalised(sluice::connectors::read_output(&ref_out).unwrap());
+    assert!(expected.height() > 0);
+
+    for (format, codec, ext) in [("parquet", "zstd", ".parquet"), ("json", "gzip", ".json.gz")] {
+        let out = format!("s3://{BUCKET}/parts/{format}");
+        let session = Session::new();
+        let edits = common::json_source(&session, &input, common::wiki_schema()).unwrap();
+        let mut w = common::wiki_edits(edits, "10 minutes", "1 minute")
+            .unwrap()
+            .write_stream()
+            .output_mode(OutputMode::Append)
+            .format(format)
+            .option("path", &out)
+            .option("checkpointLocation", format!("s3://{BUCKET}/parts/{format}-ck"))
+            .partition_by(["channel"])
+            .option("compression", codec)
+            .option("maxRecordsPerFile", 3)
+            .trigger(Trigger::AvailableNow)
+            .progress(ProgressDisplay::Off);
+        for (k, v) in &s3 {
+            w = w.option(&format!("s3.{k}"), v);
+        }
+        let q = w.start().unwrap();
+        q.await_termination().unwrap();
+        assert!(q.warnings().is_empty(), "{format}: {:?}", q.warnings());
+
+        let entries = sluice::connectors::read_manifest_with(&out, &store_options).unwrap();
+        let files: Vec<_> = entries.iter().flat_map(|e| e.files.iter()).collect();
+        assert!(files.len() > entries.iter().filter(|e| !e.files.is_empty()).count(), "{format}: several files per batch");
+        for f in &files {
+            assert!(f.path.starts_with("channel=") && f.path.ends_with(ext), "{format}: {}", f.path);
+            assert!(f.rows <= 3 && f.rows > 0, "{format}: maxRecordsPerFile: {} rows in {}", f.rows, f.path);
+            assert!(f.partitions.is_some(), "{format}: the manifest records the partition columns");
+        }
+        let got = normalised(sluice::connectors::read_output_with(&out, &store_options).unwrap());
+        assert_same(&got, &expected, &format!("{format} ({codec}) partitioned on S3, the sink's reader"));
+
+        let mut r = session.read().format(format);
+        for (k, v) in &s3 {
+            r = r.option(&format!("s3.{k}"), v);
+        }
+        let read = r.load(&out).unwrap();
+        assert_same(&normalised(read.clone()), &expected, &format!("{format} on S3, the static reader"));
+
+        // The file source streams the same files back, the partition column from the path.
+        let mut rs = session.read_stream().format(format).schema(read.schema().clone());
+        for (k, v) in &s3 {
+            rs = rs.option(&format!("s3.{k}"), v);
+        }
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::<DataFrame>::new()));
+        let sink = collected.clone();
+        let q = rs
+            .load(&out)
+            .unwrap()
+            .write_stream()
+            .trigger(Trigger::AvailableNow)
+            .progress(ProgressDisplay::Off)
+            .foreach_batch(move |df, _| {
+                sink.lock().unwrap().push(df.clone());
+                Ok(())
+            })
+            .start()
+            .unwrap();
+        q.await_termination().unwrap();
+        let mut frames = collected.lock().unwrap().clone().into_iter();
+        let mut all = frames.next().expect("the file source read batches");
+        for f in frames {
+            all.vstack_mut(&f).unwrap();
+        }
+        assert_same(&normalised(all), &expected, &format!("{format} on S3, the file source"));
+    }
+}

@@ -55,6 +55,7 @@ pub mod kafka;
 pub mod memory;
 pub mod rate;
 pub mod socket;
+pub(crate) mod storage;
 
 use std::sync::Arc;
 
@@ -62,10 +63,10 @@ use polars::prelude::SchemaRef;
 use sluice_engine::{EngineSession, Result, SluiceError};
 
 pub use console::{ConsoleSink, ConsoleSinkProvider};
-pub use file::{FileSink, FileSinkProvider, FileSource, FileSourceFormat, FileSourceProvider, read_output};
+pub use file::{FileSink, FileSinkProvider, FileSource, FileSourceFormat, FileSourceProvider, read_output, read_output_with};
 pub use formats::functions::{from_json, to_json};
 pub use formats::manifest::{
-    METADATA_DIR, ManifestEntry, ManifestFile, check_manifest_ids, manifest_entry_path, read_manifest,
+    METADATA_DIR, ManifestEntry, ManifestFile, check_manifest_ids, manifest_entry_path, read_manifest, read_manifest_with,
 };
 pub use formats::{FileFormat, ParseMode};
 #[cfg(feature = "kafka")]
@@ -73,6 +74,9 @@ pub use kafka::{KafkaSink, KafkaSinkProvider, KafkaSource, KafkaSourceFormat, Ka
 pub use memory::{MemorySink, MemorySinkProvider, MemoryStream, MemoryTable, MemoryTables};
 pub use rate::{RateSource, RateSourceFormat, RateSourceProvider};
 pub use sluice_engine::ForeachBatchSink;
+/// Where a path points (a local directory or `s3://bucket/prefix`) and the `s3.*`
+/// options of an S3 store: shared with the checkpoint.
+pub use sluice_checkpoint::store::StoreOptions;
 pub use socket::{SocketSource, SocketSourceFormat, SocketSourceProvider};
 
 /// Registers every built-in format with `session`: sources `json`, `csv`, `parquet`,
