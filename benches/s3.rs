@@ -14,7 +14,6 @@
 //! (default 200) sets the number of batches.
 
 #[path = "../examples/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "../tests/support/moto.rs"]
 mod moto;
@@ -67,7 +66,8 @@ fn run(frames: &[DataFrame], ck: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
     let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
-    let (feed, mut pending) = (stream.clone(), frames[1..].to_vec().into_iter());
+    let (feed, pending) = (stream.clone(), frames[1..].to_vec());
+    let mut pending = pending.into_iter();
     stream.add_data(frames[0].clone())?;
     let t0 = Instant::now();
     let query = df

@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(storage.path_of(&url).unwrap(), obj);
         assert_eq!(storage.get(&obj).unwrap().unwrap().as_ref(), b"x");
         let listed: Vec<_> = storage.list(&root).unwrap().into_iter().map(|m| m.location).collect();
-        assert_eq!(listed, [obj.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&obj));
         assert_eq!(storage.local_file(&obj).unwrap(), FsPath::new(&url));
     }
 

@@ -128,7 +128,7 @@ fn manifest_schema(dir: &Dir, files: &[String]) -> Result<Option<ArrowSchema>> {
     for entry in read_all(dir)? {
         for f in &entry.files {
             let full = dir.url_of(&dir.child(&f.path)?);
-            if !files.iter().any(|p| *p == full) {
+            if !files.contains(&full) {
                 continue;
             }
             let schema = f.arrow_schema().map_err(|e| {
