@@ -16,9 +16,14 @@
 //!  Source: the stream ── Arrow batches ── formats/ ── Polars ─► engine ─► Polars frames
 //! ```
 //!
+//! The file connector reads, lists and writes through `storage::Dir` (object_store:
+//! `LocalFileSystem` with fsync for a local path, S3 for `s3://bucket/prefix`), so a
+//! local directory and an S3 prefix take the same code path; where a path points is
+//! decided by [`sluice_checkpoint::store`], shared with the checkpoint.
+//!
 //! | connector | source | sink |
 //! |---|---|---|
-//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest |
+//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, local or `s3://` (feature `s3`), parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest; `partitionBy`, `compression`, `maxRecordsPerFile` |
 //! | `kafka` (cargo feature `kafka`) | assigned partitions, offsets in the checkpoint | at least once, or exactly once with transactions |
 //! | [`memory`] | `MemoryStream`, fed by the program | queryable tables by query name |
 //! | [`console`] | | prints each batch |
