@@ -109,6 +109,42 @@ fn kafka(session: &Session, schema: Schema, windows: StreamingDataFrame) -> slui
     Ok(())
 }
 
+/// README "Kinesis" (cargo feature `kinesis`).
+#[cfg(feature = "kinesis")]
+fn kinesis(session: &Session, schema: Schema, windows: StreamingDataFrame) -> sluice::Result<()> {
+let edits = session.read_stream().format("kinesis")
+    .option("streamName", "wiki_edits")
+    .option("region", "eu-west-1")                 // or AWS_REGION, ~/.aws/config
+    .option("startingPosition", "TRIM_HORIZON")    // LATEST (default), AT_TIMESTAMP + startingTimestamp
+    .option("maxRecordsPerTrigger", 2000)
+    .load("")?                                     // data, stream, partitionKey, sequenceNumber, shardId, approximateArrivalTimestamp
+    .select([from_json(col("data"), &schema)?.alias("edit")]);
+windows.select([col("channel").alias("partitionKey"), to_json(as_struct(vec![col("window"), col("edits")])).alias("data")])
+    .write_stream().format("kinesis")
+    .option("streamName", "wiki_windows").option("region", "eu-west-1")
+    .checkpoint_location("ckpt").start()?;
+    Ok(())
+}
+
+/// README "Files and S3".
+fn files_and_s3(session: &Session, schema: Schema, windows: StreamingDataFrame) -> sluice::Result<()> {
+    // Partitioned, compressed Parquet on S3, with the checkpoint on S3 too (cargo feature `s3`).
+    windows.write_stream().format("parquet")
+        .option("path", "s3://my-bucket/wiki/windows")
+        .checkpoint_location("s3://my-bucket/wiki/checkpoint")
+        .partition_by(["channel"])                      // Hive-style channel=%23en.wikipedia/
+        .option("compression", "zstd")                  // parquet: snappy (default), zstd, gzip, none
+        .option("maxRecordsPerFile", 100_000)
+        .option("s3.region", "eu-west-1")               // else AWS_REGION, AWS_ACCESS_KEY_ID, ...
+        .start()?;
+    // Read back as a stream, or once; the partition column comes from the path.
+    let again = session.read_stream().format("parquet").schema(schema)
+        .option("s3.region", "eu-west-1").load("s3://my-bucket/wiki/windows")?;
+    let table = session.read().format("parquet").option("s3.region", "eu-west-1")
+        .load("s3://my-bucket/wiki/windows")?;
+    Ok(())
+}
+
 /// The latest event time of `rows` in ms (assumed by the next snippet).
 fn last_event_ms(rows: &DataFrame) -> sluice::Result<i64> {
     let us = rows.column("time")?.cast(&DataType::Int64)?;
@@ -174,7 +210,8 @@ let per_language = session.sql(
 
 fn main() {
     println!(
-        "README snippets compiled here: twenty_lines, aggregations, sql, listeners_and_reading, joins, {}arbitrary_state",
-        if cfg!(feature = "kafka") { "kafka, " } else { "" }
+        "README snippets compiled here: twenty_lines, aggregations, sql, listeners_and_reading, joins, {}{}files_and_s3, arbitrary_state",
+        if cfg!(feature = "kafka") { "kafka, " } else { "" },
+        if cfg!(feature = "kinesis") { "kinesis, " } else { "" }
     );
 }

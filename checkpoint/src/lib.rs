@@ -107,6 +107,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub mod checksum;
+pub mod store;
 
 /// A micro-batch id: 0 for the first batch a query runs, then 1, 2, ... (Spark's `batchId`).
 pub type BatchId = u64;
@@ -161,6 +162,15 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
+    /// A location (a checkpoint's, or any path [`store`] opens) or one of its `s3.*`
+    /// options is invalid, or needs what this build lacks (the cargo feature `s3`).
+    #[error("invalid location {location}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+    /// The store cannot do what the checkpoint protocol relies on: `location` is the
+    /// checkpoint, `reason` says what is missing (create-only writes, found by the probe
+    /// of [`Checkpoint::claim`]). Nothing was written.
+    #[error("checkpoint {location} cannot be used: {reason}")]
+    Unsupported { location: String, reason: String },
 }
 
 /// Result of checkpoint operations.
@@ -395,6 +405,12 @@ pub struct Checkpoint {
     fsync: bool,
     rt: tokio::runtime::Runtime,
     description: String,
+    /// What [`Checkpoint::display_path`] puts before an object path of a store that is
+    /// not a local directory (`s3://bucket`; the description for [`Checkpoint::with_store`]).
+    url_base: String,
+    /// Whether [`Checkpoint::claim`] must first check that the store honours create-only
+    /// writes (any store but the local directory and the in-memory one); cleared once it did.
+    probe_conditional_put: std::sync::atomic::AtomicBool,
     /// Boxed: keeps `Checkpoint` small (it is moved around in enums by the engine).
     ownership: Mutex<Box<Ownership>>,
 }
@@ -405,12 +421,7 @@ impl std::fmt::Debug for Checkpoint {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CheckpointError::Io { path: "<tokio runtime>".into(), source })
-}
+use store::runtime;
 
 /// The host name, for run claims: the kernel's, else `$HOSTNAME`, else `unknown`.
 fn host_name() -> String {
@@ -445,16 +456,22 @@ impl Checkpoint {
             fsync: true,
             rt: runtime()?,
             description: dir.display().to_string(),
+            url_base: String::new(),
+            probe_conditional_put: false.into(),
             ownership: Mutex::default(),
         })
     }
 
     /// A checkpoint held in memory (tests; lost when dropped).
     pub fn in_memory() -> Result<Self> {
-        Self::with_store(Arc::new(InMemory::new()), Path::default(), "memory://")
+        let ck = Self::with_store(Arc::new(InMemory::new()), Path::default(), "memory://")?;
+        ck.probe_conditional_put.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(ck)
     }
 
-    /// A checkpoint at `prefix` in any object store (S3, GCS, Azure, ...).
+    /// A checkpoint at `prefix` in any object store (S3, GCS, Azure, ...). Objects are
+    /// named `<description>/<object path>` in messages. The store must honour create-only
+    /// writes ([`PutMode::Create`]): [`Checkpoint::claim`] checks it once.
     pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, description: &str) -> Result<Self> {
         Ok(Self {
             store,
@@ -463,8 +480,36 @@ impl Checkpoint {
             fsync: false,
             rt: runtime()?,
             description: description.to_string(),
+            url_base: description.trim_end_matches('/').to_string(),
+            probe_conditional_put: true.into(),
             ownership: Mutex::default(),
         })
+    }
+
+    /// The checkpoint at `location`: a local directory (as [`Checkpoint::local`]), or
+    /// `s3://bucket/prefix` (cargo feature `s3`) configured by the AWS environment
+    /// variables and `options` (the writer's `s3.*` options; see [`store`]). Objects are
+    /// named `s3://bucket/prefix/offsets/3` in messages. The S3 store must honour
+    /// create-only writes (`If-None-Match: *`, which AWS S3 has since 2024):
+    /// [`Checkpoint::claim`] probes it once and fails with
+    /// [`CheckpointError::Unsupported`] where it does not.
+    ///
+    /// # Errors
+    /// [`CheckpointError::InvalidLocation`] for a bad location or option, or `s3://`
+    /// without the feature; as [`Checkpoint::local`].
+    pub fn open(location: &str, options: &store::StoreOptions) -> Result<Self> {
+        match store::Location::parse(location)? {
+            store::Location::Local(dir) => Self::local(dir),
+            loc @ store::Location::S3 { .. } => {
+                let (storage, prefix) = store::Storage::open(&loc, options)?;
+                let url = loc.url();
+                let mut ck = Self::with_store(storage.store().clone(), prefix, &url)?;
+                if let store::Location::S3 { bucket, .. } = &loc {
+                    ck.url_base = format!("s3://{bucket}");
+                }
+                Ok(ck)
+            }
+        }
     }
 
     /// Turns fsync of local files on or off (on by default; off trades durability against
@@ -487,7 +532,7 @@ impl Checkpoint {
     pub fn display_path(&self, path: &Path) -> String {
         match &self.local_root {
             Some(root) => root.join(path.as_ref()).display().to_string(),
-            None => format!("{}/{}", self.description.trim_end_matches('/'), path),
+            None => format!("{}/{}", self.url_base, path),
         }
     }
 
@@ -738,6 +783,10 @@ impl Checkpoint {
     /// not a number; [`CheckpointError::Store`] / [`CheckpointError::Io`] on store or file
     /// system failures.
     pub fn claim(&self, run_id: &str) -> Result<RunClaim> {
+        if self.probe_conditional_put.load(std::sync::atomic::Ordering::Relaxed) {
+            self.check_conditional_put(run_id)?;
+            self.probe_conditional_put.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let existing = self.claim_numbers()?;
         let number = existing.last().map_or(0, |k| k + 1);
         self.claim_as(run_id, number, &existing)
@@ -760,7 +809,11 @@ impl Checkpoint {
                 path: self.display_path(&path),
                 reason: "another run created this claim first, then it vanished".into(),
             })?;
-            return Err(self.not_owner(run_id, &winner, &self.display_path(&path)));
+            // A retried conditional put whose first attempt landed (its answer was lost)
+            // finds this run's own claim: the claim is ours.
+            if winner.run_id != run_id {
+                return Err(self.not_owner(run_id, &winner, &self.display_path(&path)));
+            }
         }
         **self.ownership.lock().unwrap_or_else(|e| e.into_inner()) =
             Ownership { claim: Some(claim.clone()), superseded_by: None };
@@ -773,6 +826,61 @@ impl Checkpoint {
             "claimed the checkpoint"
         );
         Ok(claim)
+    }
+
+    /// Checks, once per `Checkpoint` on a store other than a local directory or memory,
+    /// that the store honours create-only writes, which keep two runs from both writing a
+    /// batch: a conditional put ([`PutMode::Create`], S3's `If-None-Match: *`) of a new
+    /// object `runs/.create-only-probe-<run id>` must succeed, a second one of the same
+    /// object must be refused as existing; then the probe is deleted. Three requests.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Unsupported`] when the store refuses conditional puts
+    /// (object_store's `NotImplemented`, e.g. `s3.conditionalPut=disabled`) or accepts the
+    /// second one (it ignores the condition and would let two writers overwrite each
+    /// other's log entries); [`CheckpointError::Store`] naming the probe when the store
+    /// fails otherwise.
+    fn check_conditional_put(&self, run_id: &str) -> Result<()> {
+        let path = self.paths.runs_dir().join(format!(".create-only-probe-{run_id}").as_str());
+        let unsupported = |reason: String| CheckpointError::Unsupported {
+            location: self.description.clone(),
+            reason: format!(
+                "{reason}. Sluice's offset and commit logs are create-only, so that two runs on one checkpoint can \
+                 never both write a batch; this store cannot guarantee that. Use a store with conditional puts \
+                 (AWS S3, MinIO, Cloudflare R2 and moto do; for S3 leave s3.conditionalPut at its default, etag)"
+            ),
+        };
+        let put = || {
+            let payload = PutPayload::from(Bytes::from(checksum::seal(b"create-only probe\n")));
+            self.rt.block_on(self.store.put_opts(&path, payload, PutOptions::from(PutMode::Create)))
+        };
+        let probe = self.display_path(&path);
+        match put() {
+            Ok(_) => {}
+            Err(object_store::Error::NotImplemented { operation, .. }) => {
+                return Err(unsupported(format!(
+                    "the store does not do conditional puts (a create-only write of {probe} failed: {operation} is \
+                     not implemented)"
+                )))
+            }
+            Err(e) => return Err(self.store_err(&path, e)),
+        }
+        let second = put();
+        self.delete_unchecked(&path)?;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                tracing::debug!(checkpoint = %self.description, "the store honours create-only writes");
+                Ok(())
+            }
+            Ok(_) => Err(unsupported(format!(
+                "the store ignores the condition of create-only writes (If-None-Match: *): a second create-only \
+                 write of {probe} succeeded instead of being refused"
+            ))),
+            Err(object_store::Error::NotImplemented { operation, .. }) => Err(unsupported(format!(
+                "the store does not do conditional puts ({operation} is not implemented)"
+            ))),
+            Err(e) => Err(self.store_err(&path, e)),
+        }
     }
 
     /// The claim this `Checkpoint` made, if any.

@@ -16,9 +16,14 @@
 //!  Source: the stream ── Arrow batches ── formats/ ── Polars ─► engine ─► Polars frames
 //! ```
 //!
+//! The file connector reads, lists and writes through `storage::Dir` (object_store:
+//! `LocalFileSystem` with fsync for a local path, S3 for `s3://bucket/prefix`), so a
+//! local directory and an S3 prefix take the same code path; where a path points is
+//! decided by [`sluice_checkpoint::store`], shared with the checkpoint.
+//!
 //! | connector | source | sink |
 //! |---|---|---|
-//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest |
+//! | [`file`] (`json`, `csv`, `parquet`) | directories of files, local or `s3://` (feature `s3`), parse modes, `maxFilesPerTrigger`; also read once by `session.read()` (`SourceFormat::read_static`) | exactly-once files with a `_sluice_metadata` manifest; `partitionBy`, `compression`, `maxRecordsPerFile` |
 //! | `kafka` (cargo feature `kafka`) | assigned partitions, offsets in the checkpoint | at least once, or exactly once with transactions |
 //! | `kinesis` (cargo feature `kinesis`) | one partition per shard, sequence numbers in the checkpoint, resharding in lineage order | at least once, PutRecords in calls of up to 500 records / 5 MiB |
 //! | [`memory`] | `MemoryStream`, fed by the program | queryable tables by query name |
@@ -58,6 +63,7 @@ pub mod kinesis;
 pub mod memory;
 pub mod rate;
 pub mod socket;
+pub(crate) mod storage;
 
 use std::sync::Arc;
 
@@ -65,10 +71,10 @@ use polars::prelude::SchemaRef;
 use sluice_engine::{EngineSession, Result, SluiceError};
 
 pub use console::{ConsoleSink, ConsoleSinkProvider};
-pub use file::{FileSink, FileSinkProvider, FileSource, FileSourceFormat, FileSourceProvider, read_output};
+pub use file::{FileSink, FileSinkProvider, FileSource, FileSourceFormat, FileSourceProvider, read_output, read_output_with};
 pub use formats::functions::{from_json, to_json};
 pub use formats::manifest::{
-    METADATA_DIR, ManifestEntry, ManifestFile, check_manifest_ids, manifest_entry_path, read_manifest,
+    METADATA_DIR, ManifestEntry, ManifestFile, check_manifest_ids, manifest_entry_path, read_manifest, read_manifest_with,
 };
 pub use formats::{FileFormat, ParseMode};
 #[cfg(feature = "kafka")]
@@ -78,6 +84,9 @@ pub use kinesis::{KinesisSink, KinesisSinkProvider, KinesisSource, KinesisSource
 pub use memory::{MemorySink, MemorySinkProvider, MemoryStream, MemoryTable, MemoryTables};
 pub use rate::{RateSource, RateSourceFormat, RateSourceProvider};
 pub use sluice_engine::ForeachBatchSink;
+/// Where a path points (a local directory or `s3://bucket/prefix`) and the `s3.*`
+/// options of an S3 store: shared with the checkpoint.
+pub use sluice_checkpoint::store::StoreOptions;
 pub use socket::{SocketSource, SocketSourceFormat, SocketSourceProvider};
 
 /// Registers every built-in format with `session`: sources `json`, `csv`, `parquet`,

@@ -1,7 +1,14 @@
 //! A moto server (`moto_server` from PyPI's `moto[server]`, an S3 and Kinesis protocol
-//! server) on a free loopback port, for the tests, benches and examples: started by
-//! [`Moto::start`], killed when dropped. Self-contained (std only) so that any test,
-//! bench or example can include it with `#[path = "support/moto.rs"]`.
+//! server on one HTTP port) on a free loopback port, for the tests, benches and examples:
+//! started by [`Moto::start`], waited for until it answers HTTP, killed when dropped.
+//! Self-contained (std only) so that any test, bench or example can include it with
+//! `#[path = "support/moto.rs"]`.
+//!
+//! The server is `$MOTO_SERVER` when set, else `moto_server` on the `PATH`.
+//! [`Moto::start`] returns `None`, after printing why, when it cannot be started (not
+//! installed, or it never answered): the caller then skips its test with that message.
+//! With `SLUICE_REQUIRE_MOTO=1` (CI) it panics instead, so that a broken install cannot
+//! pass as skipped tests.
 //!
 //! # What the harness changes in moto (Kinesis only)
 //! moto 5.2's Kinesis differs from Kinesis where Sluice's tests look, so the harness
@@ -17,6 +24,7 @@
 //!   shard is over its write limit.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -113,27 +121,32 @@ if _models is not None:
         _models.KinesisBackend.put_records = _failing_put_records
 "#;
 
+/// How long the server may take to answer its first request (a cold Python start on a
+/// loaded machine takes a few seconds).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A running moto server; killed when dropped.
 pub struct Moto {
     child: Child,
+    port: u16,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     dir: PathBuf,
 }
 
-/// `moto_server` on the `PATH`, if any.
+/// The server to run: `$MOTO_SERVER`, else `moto_server` on the `PATH`, if any.
 pub fn moto_server_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return Some(PathBuf::from(p));
+    }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join("moto_server")).find(|p| p.is_file())
 }
 
 impl Moto {
-    /// Starts `moto_server` on a free loopback port and waits until it accepts
-    /// connections. `None`, after printing why on stderr, when `moto_server` is not on
-    /// the `PATH` (`pip install 'moto[server]'`; `.ci/run` installs it).
-    ///
-    /// # Panics
-    /// When the server does not come up within 60 s.
+    /// Starts the server on a free loopback port and waits until it answers HTTP. `None`,
+    /// after printing why on stderr, when it cannot be started (see the module docs for
+    /// `SLUICE_REQUIRE_MOTO`).
     pub fn start() -> Option<Moto> {
         Self::start_with(&[])
     }
@@ -141,48 +154,106 @@ impl Moto {
     /// [`Moto::start`] with extra environment variables for the server (the fault
     /// switches of the module docs).
     pub fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
-        let Some(server) = moto_server_path() else {
-            eprintln!(
-                "SKIPPED: moto_server is not on the PATH; install it with `pip install 'moto[server]'` (.ci/run does) \
-                 to run this test against a local Kinesis server"
-            );
-            return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let dir = std::env::temp_dir().join(format!("sluice-moto-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("the harness's folder");
-        std::fs::write(dir.join("sitecustomize.py"), SITECUSTOMIZE).expect("sitecustomize.py");
-        let pythonpath = match std::env::var_os("PYTHONPATH") {
-            Some(p) => {
-                let mut all = vec![dir.clone()];
-                all.extend(std::env::split_paths(&p));
-                std::env::join_paths(all).expect("PYTHONPATH")
+        match Self::try_start(env) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                if std::env::var("SLUICE_REQUIRE_MOTO").is_ok_and(|v| v == "1") {
+                    panic!("SLUICE_REQUIRE_MOTO=1 but moto_server cannot be started: {why}");
+                }
+                eprintln!(
+                    "SKIPPED: moto_server cannot be started ({why}); install it with `pip install 'moto[server]'` \
+                     (.ci/run does) to run this test against a local S3 / Kinesis server"
+                );
+                None
             }
-            None => dir.clone().into_os_string(),
-        };
-        let log = std::fs::File::create(dir.join("server.log")).expect("the server's log");
-        let mut cmd = Command::new(&server);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("PYTHONPATH", pythonpath)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+    }
+
+    fn try_start(env: &[(&str, &str)]) -> Result<Moto, String> {
+        let server = moto_server_path().ok_or("moto_server is not on the PATH and MOTO_SERVER is not set")?;
+        let mut last = String::new();
+        // A port found free can be taken before the server binds it: try a few.
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free loopback port: {e}"))?
+                .port();
+            let dir = std::env::temp_dir().join(format!("sluice-moto-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(dir.join("sitecustomize.py"), SITECUSTOMIZE).map_err(|e| format!("sitecustomize.py: {e}"))?;
+            let pythonpath = match std::env::var_os("PYTHONPATH") {
+                Some(p) => {
+                    let mut all = vec![dir.clone()];
+                    all.extend(std::env::split_paths(&p));
+                    std::env::join_paths(all).map_err(|e| format!("PYTHONPATH: {e}"))?
+                }
+                None => dir.clone().into_os_string(),
+            };
+            let log = std::fs::File::create(dir.join("server.log")).map_err(|e| format!("the server's log: {e}"))?;
+            let log2 = log.try_clone().map_err(|e| format!("the server's log: {e}"))?;
+            let mut cmd = Command::new(&server);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("PYTHONPATH", pythonpath)
+                .stdin(Stdio::null())
+                .stdout(log2)
+                .stderr(log);
+            for (k, v) in env {
+                cmd.env(k, v);
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("moto_server exited ({status}) before listening: {}", read_log(&dir));
+            let child = cmd.spawn().map_err(|e| format!("{}: {e}", server.display()))?;
+            let mut moto = Moto { child, port, endpoint: format!("http://127.0.0.1:{port}"), dir };
+            let deadline = Instant::now() + STARTUP_TIMEOUT;
+            loop {
+                if let Ok(Some(status)) = moto.child.try_wait() {
+                    last = format!("{} exited with {status} before answering on port {port}: {}", server.display(), read_log(&moto.dir));
+                    break;
+                }
+                if moto.request("GET", "/moto-api/data.json").is_ok() {
+                    return Ok(moto);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{} did not answer on port {port} within {STARTUP_TIMEOUT:?}: {}", server.display(), read_log(&moto.dir)));
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "moto_server did not listen within 60 s: {}", read_log(&dir));
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Moto { child, endpoint: format!("http://127.0.0.1:{port}"), dir })
+        Err(last)
+    }
+
+    /// The server's URL (`http://127.0.0.1:<port>`), for `s3.endpoint` / `endpointUrl`.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// The `s3.*` options (without the prefix) that point a client at this server.
+    pub fn s3_options(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("endpoint", self.endpoint()),
+            ("allowHttp", "true".into()),
+            ("region", "us-east-1".into()),
+            ("accessKeyId", "test".into()),
+            ("secretAccessKey", "test".into()),
+        ]
+    }
+
+    /// Creates bucket `name` (an unsigned `PUT /<name>`, which moto accepts).
+    pub fn create_bucket(&self, name: &str) {
+        let status = self.request("PUT", &format!("/{name}")).unwrap_or_else(|e| panic!("create bucket {name}: {e}"));
+        assert_eq!(status, 200, "create bucket {name}: HTTP {status}");
+    }
+
+    /// One HTTP/1.1 request without a body; the response's status code.
+    fn request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)?;
+        let mut response = String::new();
+        s.read_to_string(&mut response)?;
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:.80}")))
     }
 }
 

@@ -14,13 +14,14 @@
 
 mod listing;
 mod options;
+mod partition;
 mod sink;
 mod source;
 mod source_log;
 mod static_read;
 
 pub use options::{FileSinkOptions, SINK_OPTIONS, source_options};
-pub use sink::{FileSink, FileSinkProvider, read_output};
+pub use sink::{FileSink, FileSinkProvider, read_output, read_output_with};
 pub use source::{FileSource, FileSourceFormat, FileSourceProvider};
 
 pub use crate::formats::{FileFormat, ParseMode};

@@ -16,6 +16,7 @@ use sluice_engine::{Options, Result, SluiceError};
 use crate::formats::records::RecordDecoding;
 use crate::formats::types::file_arrow_type;
 use crate::formats::{CsvOptions, FileFormat, ParseMode};
+use crate::storage::Dir;
 
 /// The message of the error returned when a file source has no schema.
 pub(crate) const MISSING_SCHEMA: &str =
@@ -48,8 +49,8 @@ pub fn source_options(kind: FileFormat) -> &'static [&'static str] {
 }
 
 /// The options the file sinks read (`checkpointLocation` and `queryName` are the
-/// engine's).
-pub const SINK_OPTIONS: &[&str] = &["path", "compression"];
+/// engine's), and for an `s3://` path the `s3.*` options of [`sluice_checkpoint::store`].
+pub const SINK_OPTIONS: &[&str] = &["path", "compression", "partitionBy", "maxRecordsPerFile"];
 
 fn invalid(message: impl Into<String>) -> SluiceError {
     SluiceError::InvalidArgument(message.into())
@@ -70,8 +71,10 @@ fn parse_delimiter(value: &str) -> Result<u8> {
 #[derive(Debug)]
 pub(crate) struct FileSourceConfig {
     pub kind: FileFormat,
-    /// The directory, absolute, valid UTF-8.
+    /// The directory, absolute, valid UTF-8; for S3 its `s3://bucket/prefix` URL.
     pub dir: PathBuf,
+    /// The directory's store: all listing and reading goes through it.
+    pub store: Dir,
     /// The Polars schema of every batch (the corrupt-record column included).
     pub schema: SchemaRef,
     /// The columns decoded from the files (the corrupt-record column excluded), all nullable.
@@ -156,14 +159,12 @@ impl FileSourceConfig {
             return Err(invalid("the schema of a file source needs at least one data column"));
         }
 
-        let dir =
-            std::path::absolute(path).map_err(|source| SluiceError::Io { path: path.display().to_string(), source })?;
-        if dir.to_str().is_none() {
-            return Err(invalid(format!("the directory {} is not valid UTF-8", dir.display())));
-        }
+        let store = Dir::open(&path.to_string_lossy(), options)?;
+        let dir = PathBuf::from(store.url());
         Ok(Self {
             kind,
             dir,
+            store,
             schema: Arc::new(schema),
             data_schema: Arc::new(ArrowSchema::new(data_fields)),
             out_schema: Arc::new(ArrowSchema::new(out_fields)),
@@ -203,26 +204,56 @@ impl FileSourceConfig {
 /// The file sink's checked options.
 #[derive(Debug, Clone)]
 pub struct FileSinkOptions {
-    /// `path` (required): the output directory.
+    /// `path` (required): the output directory, local or `s3://bucket/prefix`.
     pub path: PathBuf,
     /// `compression` (optional, see [`FileFormat::compression`]; default snappy for
     /// Parquet).
     pub compression: Option<Compression>,
+    /// `compression` for JSON and CSV: the codec of whole files (gzip, zstd).
+    pub text_codec: Option<crate::formats::compression::Codec>,
+    /// `partitionBy` (optional): the partition columns, as a JSON array of names (what
+    /// `DataStreamWriter::partition_by` sets) or comma-separated.
+    pub partition_by: Vec<String>,
+    /// `maxRecordsPerFile` (optional, Spark's; 0 or negative: no limit): at most this
+    /// many rows per data file.
+    pub max_records_per_file: Option<usize>,
 }
 
 impl FileSinkOptions {
-    /// Checks `path` and `compression` for `format` files.
+    /// Checks `path`, `compression`, `partitionBy` and `maxRecordsPerFile` for `format`
+    /// files.
     ///
     /// # Errors
-    /// [`SluiceError::InvalidArgument`] without `path` (or with an empty one) or with a
-    /// codec `format` does not support.
+    /// [`SluiceError::InvalidArgument`] without `path` (or with an empty one), with a
+    /// codec `format` does not support, a `partitionBy` that is not a list of names, or a
+    /// `maxRecordsPerFile` that is not an integer.
     pub fn new(format: FileFormat, options: &Options) -> Result<Self> {
         let path = options
             .get("path")
             .filter(|p| !p.is_empty())
             .ok_or_else(|| invalid("the file sink needs option path"))?;
         let compression = options.get("compression").map(|c| format.compression(c)).transpose()?;
-        Ok(Self { path: PathBuf::from(path), compression })
+        let text_codec = options.get("compression").map(|c| format.text_codec(c)).transpose()?.flatten();
+        let partition_by = match options.get("partitionBy").map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(v) if v.starts_with('[') => serde_json::from_str::<Vec<String>>(v)
+                .map_err(|e| invalid(format!("option partitionBy: {v:?} is not a JSON array of column names: {e}")))?,
+            Some(v) => v.split(',').map(|c| c.trim().to_string()).collect(),
+        };
+        if partition_by.iter().any(String::is_empty) {
+            return Err(invalid("option partitionBy: a column name is empty"));
+        }
+        let max_records_per_file = match options.get("maxRecordsPerFile") {
+            None => None,
+            Some(v) => {
+                let n: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("option maxRecordsPerFile: {v:?} is not an integer")))?;
+                (n > 0).then_some(n as usize)
+            }
+        };
+        Ok(Self { path: PathBuf::from(path), compression, text_codec, partition_by, max_records_per_file })
     }
 }
 
@@ -300,8 +331,16 @@ mod tests {
             assert!(unread.contains(&"maxFilesPerTriger".to_string()), "{kind}: {unread:?}");
             assert_eq!(unread.contains(&"delimiter".to_string()), kind != FileFormat::Csv, "{kind}: {unread:?}");
         }
-        let sink = Options::from_pairs([("path", "/tmp/out"), ("compression", "none"), ("numRows", "3")]);
-        FileSinkOptions::new(FileFormat::Json, &sink).unwrap();
+        let sink = Options::from_pairs([
+            ("path", "/tmp/out"),
+            ("compression", "gzip"),
+            ("partitionBy", r#"["a","b"]"#),
+            ("maxRecordsPerFile", "10"),
+            ("numRows", "3"),
+        ]);
+        let o = FileSinkOptions::new(FileFormat::Json, &sink).unwrap();
+        assert_eq!((o.partition_by, o.max_records_per_file), (vec!["a".to_string(), "b".to_string()], Some(10)));
+        assert_eq!(o.text_codec, Some(crate::formats::compression::Codec::Gzip));
         assert_eq!(sink.unread(), ["numRows"]);
         assert!(SINK_OPTIONS.iter().all(|k| sink.get(k).is_some()));
     }

@@ -3,20 +3,38 @@
 //!
 //! # Layout
 //! ```text
-//! <out>/part-<batch id, 5 digits>-<uuid>.parquet|json|csv   data files of each batch
-//! <out>/_sluice_metadata/<batch id>                        manifest entry of each batch
+//! <out>/part-<batch id, 5 digits>-<uuid>.parquet|json|csv[.gz|.zst]   data files of each batch
+//! <out>/<col>=<value>/.../part-…                                       with partitionBy (Hive-style)
+//! <out>/_sluice_metadata/<batch id>                                    manifest entry of each batch
 //! ```
-//! The manifest's format, reader and writer are in [`crate::formats::manifest`].
+//! `<out>` is a local directory or `s3://bucket/prefix`: every read, list and write goes
+//! through object_store ([`crate::storage::Dir`]), `LocalFileSystem` (fsync on) or S3
+//! (the writer's `s3.*` options, see [`sluice_checkpoint::store`]), one code path. The
+//! manifest's format, reader and writer are in [`crate::formats::manifest`].
+//!
+//! # Options (Spark's)
+//! * `compression`: Parquet `snappy` (default), `zstd`, `gzip`, `none`; JSON and CSV
+//!   `gzip` or `zstd` compress whole files (`.json.gz`, `.csv.zst`; readers decompress by
+//!   extension), `none` (default).
+//! * `partitionBy` (or `DataStreamWriter::partition_by`): the rows of each distinct value
+//!   of the columns go under `col=value/` directories, the columns left out of the files;
+//!   the manifest lists each file with its partition path and the columns' types, and
+//!   the readers put the columns back (see [`super::partition`]).
+//! * `maxRecordsPerFile`: at most that many rows per data file (0: no limit).
 //!
 //! # Exactly once
-//! Per batch the sink writes and fsyncs its data files, then writes the manifest entry
-//! atomically. A batch id that already has an entry is skipped, so a batch replayed after
-//! a crash is written once. Files no entry lists (left by a crash between the data and
-//! the manifest write) are ignored by [`read_manifest`](crate::formats::manifest::read_manifest)
-//! / [`read_output`] (and by any reader that trusts only the manifest, as Spark's does
-//! with `_spark_metadata`, and as Sluice's file source does when it reads this directory
-//! as a stream); the orphaned part files of a replayed batch id are deleted before it is
-//! written again.
+//! Per batch the sink writes its data files whole (a local file through a fsynced
+//! temporary renamed into place, its directory fsynced; an S3 object in one PUT), then
+//! the manifest entry, create-only (a hard link on a local disk, `If-None-Match: *` on
+//! S3): the batch's files appear at once, with the entry. A batch id that already has an
+//! entry is skipped, so a batch replayed after a crash is written once; of two writers of
+//! one batch (a run that lost its checkpoint and had not noticed yet) only one entry
+//! lands, and the other's files are deleted. Files no entry lists (left by a crash
+//! between the data and the manifest write) are ignored by
+//! [`read_manifest`](crate::formats::manifest::read_manifest) / [`read_output`] (and by
+//! any reader that trusts only the manifest, as Spark's does with `_spark_metadata`, and
+//! as Sluice's file source does when it reads this directory as a stream); the orphaned
+//! part files of a replayed batch id are deleted before it is written again.
 //!
 //! # Types
 //! Rows come from `sluice_engine::interop::df_to_record_batch`, which tags event time
@@ -30,27 +48,26 @@
 //!   (recursively), list columns written as their text form (`[1, 2]`), timestamps as in
 //!   JSON, nulls as empty fields.
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{FieldRef, Fields, Schema, SchemaRef};
+use bytes::Bytes;
 use parquet::basic::Compression;
 use polars::prelude::DataFrame;
+use sluice_checkpoint::store::StoreOptions;
 use sluice_engine::checkpoint::BatchId;
 use sluice_engine::interop::{df_to_record_batch, record_batches_to_df};
 use sluice_engine::{OutputMode, Options, Result, Sink, SinkContext, SinkProvider, SluiceError};
 
 use super::options::{FileSinkOptions, SINK_OPTIONS};
-use crate::formats::manifest::{
-    METADATA_DIR, ManifestFile, check_manifest_ids, encode_fields, manifest_entry_path, read_manifest,
-    read_manifest_entry, sync_dir, write_manifest_entry,
-};
+use super::partition::{self, Partition};
+use crate::formats::manifest::{METADATA_DIR, ManifestFile, encode_fields, entry_object, list_ids, read_all, read_entry, write_entry};
+use crate::formats::compression::{self, Codec};
 use crate::formats::{FileError, FileFormat};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
-    move |source| SluiceError::Io { path: path.display().to_string(), source }
-}
+use crate::storage::{Dir, store_options};
 
 /// Writes a streaming query's output as files plus a manifest, exactly once per batch
 /// (Spark's `FileStreamSink`). Append output mode only.
@@ -59,43 +76,86 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
 /// written.
 #[derive(Debug, Clone)]
 pub struct FileSink {
+    /// The output location as given: a local directory or `s3://bucket/prefix`.
     out_dir: PathBuf,
     format: FileFormat,
     compression: Compression,
+    /// JSON and CSV: the codec of whole files (`compression` gzip or zstd).
+    text_codec: Option<Codec>,
+    /// `partitionBy`: Hive-style `col=value/` directories.
+    partition_by: Vec<String>,
+    /// `maxRecordsPerFile`.
+    max_records_per_file: Option<usize>,
+    /// The `s3.*` options for an S3 output.
+    store_options: StoreOptions,
+    /// The output directory's store, opened by the first call that needs it.
+    dir: Option<Dir>,
 }
 
 impl FileSink {
-    /// A sink writing `format` files into `out_dir` (created on the first batch if
-    /// missing). Parquet files are snappy-compressed (Spark's default).
+    /// A sink writing `format` files into `out_dir` (a local directory, created on the
+    /// first batch if missing, or `s3://bucket/prefix` with S3 configured by the AWS
+    /// environment variables). Parquet files are snappy-compressed (Spark's default).
     pub fn new(out_dir: impl Into<PathBuf>, format: FileFormat) -> Self {
-        Self { out_dir: out_dir.into(), format, compression: Compression::SNAPPY }
+        Self {
+            out_dir: out_dir.into(),
+            format,
+            compression: Compression::SNAPPY,
+            text_codec: None,
+            partition_by: Vec::new(),
+            max_records_per_file: None,
+            store_options: StoreOptions::default(),
+            dir: None,
+        }
     }
 
-    /// A sink from the writer's options (`path`, `compression`; see [`FileSinkOptions`]).
+    /// A sink from the writer's options (`path`, `compression`, and `s3.*` for an S3
+    /// path; see [`FileSinkOptions`]).
     ///
     /// # Errors
     /// As [`FileSinkOptions::new`].
     pub fn from_options(format: FileFormat, options: &Options) -> Result<Self> {
         let o = FileSinkOptions::new(format, options)?;
-        let sink = Self::new(o.path, format);
+        let store_options = store_options(&o.path.to_string_lossy(), options);
+        let sink = Self {
+            store_options,
+            text_codec: o.text_codec,
+            partition_by: o.partition_by,
+            max_records_per_file: o.max_records_per_file,
+            ..Self::new(o.path, format)
+        };
         Ok(match o.compression {
             Some(compression) => Self { compression, ..sink },
             None => sink,
         })
     }
 
-    /// Sets the Parquet compression codec (Spark's `compression` option): `snappy`
-    /// (default), `zstd`, `none` / `uncompressed`. JSON and CSV accept only `none` /
-    /// `uncompressed`.
+    /// Sets the compression codec (Spark's `compression` option): Parquet `snappy`
+    /// (default), `zstd`, `gzip`, `none` / `uncompressed`; JSON and CSV `gzip`
+    /// (`.json.gz`), `zstd` (`.csv.zst`), `none` / `uncompressed` (default).
     ///
     /// # Errors
     /// [`SluiceError::InvalidArgument`] for another codec.
     pub fn with_compression(mut self, codec: &str) -> Result<Self> {
         self.compression = self.format.compression(codec)?;
+        self.text_codec = self.format.text_codec(codec)?;
         Ok(self)
     }
 
-    /// The output directory.
+    /// Partitions the output by `columns` (Spark's `partitionBy`; see
+    /// [`partition`](super::partition)).
+    pub fn with_partition_by<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.partition_by = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// At most `n` rows per data file (Spark's `maxRecordsPerFile`; `None`: no limit).
+    pub fn with_max_records_per_file(mut self, n: Option<usize>) -> Self {
+        self.max_records_per_file = n.filter(|n| *n > 0);
+        self
+    }
+
+    /// The output directory (a local path, or the `s3://` URL as given).
     pub fn out_dir(&self) -> &Path {
         &self.out_dir
     }
@@ -109,29 +169,39 @@ impl FileSink {
         SluiceError::Sink { name: self.description(), message }
     }
 
-    fn ensure_dirs(&self) -> Result<()> {
-        let meta = self.out_dir.join(METADATA_DIR);
-        fs::create_dir_all(&meta).map_err(io_err(&meta))
+    /// The output directory's store (opened on first use).
+    fn dir(&mut self) -> Result<Dir> {
+        if self.dir.is_none() {
+            self.dir = Some(Dir::open_with(&self.out_dir.to_string_lossy(), &self.store_options)?);
+        }
+        Ok(self.dir.clone().expect("opened above"))
+    }
+
+    /// Creates a local output directory and its manifest folder (an S3 prefix needs none).
+    fn ensure_dirs(dir: &Dir) -> Result<()> {
+        if let Some(local) = dir.local_dir() {
+            let meta = local.join(METADATA_DIR);
+            std::fs::create_dir_all(&meta).map_err(|source| SluiceError::Io { path: meta.display().to_string(), source })?;
+        }
+        Ok(())
     }
 
     /// Deletes the part files of `batch_id` left by an attempt that crashed before its
     /// manifest entry was written. Best effort: a file that cannot be deleted stays and is
     /// ignored by readers.
-    fn remove_orphans(&self, batch_id: BatchId) -> Result<()> {
+    fn remove_orphans(&self, dir: &Dir, batch_id: BatchId) -> Result<()> {
         let prefix = format!("part-{batch_id:05}-");
-        let dir = fs::read_dir(&self.out_dir).map_err(io_err(&self.out_dir))?;
-        for entry in dir {
-            let entry = entry.map_err(io_err(&self.out_dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            if name.starts_with(&prefix) && FileFormat::from_path(&path).is_some() && path.is_file() {
-                match fs::remove_file(&path) {
+        let listed = if self.partition_by.is_empty() { dir.list_objects(dir.root())? } else { dir.list(None)? };
+        for meta in listed {
+            let object = meta.location;
+            let Some(name) = object.filename() else { continue };
+            if name.starts_with(&prefix) && FileFormat::of_data_file(name).is_some() {
+                match dir.delete(&object) {
                     Ok(()) => {
-                        tracing::info!(path = %path.display(), batch_id, "removed orphaned part file of a replayed batch")
+                        tracing::info!(path = %dir.url_of(&object), batch_id, "removed orphaned part file of a replayed batch")
                     }
                     Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot remove orphaned part file; readers ignore it")
+                        tracing::warn!(path = %dir.url_of(&object), error = %e, "cannot remove orphaned part file; readers ignore it")
                     }
                 }
             }
@@ -139,25 +209,66 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes `batch` to a new file in the output directory and fsyncs it; returns its
-    /// manifest line.
-    fn write_data_file(&self, batch_id: BatchId, batch: &RecordBatch) -> Result<ManifestFile> {
-        let name = format!("part-{batch_id:05}-{}.{}", uuid::Uuid::new_v4(), self.format.name());
-        let path = self.out_dir.join(&name);
+    /// Writes `batch` to a new file in the output directory (under `sub`, a partition's
+    /// `col=value/...` directories, when not empty), whole (on a local disk fsynced with
+    /// its directory); returns its manifest line.
+    fn write_data_file(
+        &self,
+        dir: &Dir,
+        batch_id: BatchId,
+        sub: &str,
+        batch: &RecordBatch,
+        partitions: Option<&serde_json::Value>,
+    ) -> Result<ManifestFile> {
+        let mut name = format!("part-{batch_id:05}-{}.{}", uuid::Uuid::new_v4(), self.format.name());
+        if let Some(codec) = self.text_codec {
+            name = format!("{name}.{}", codec.extension());
+        }
+        let rel = if sub.is_empty() { name } else { format!("{sub}/{name}") };
+        let object = dir.child(&rel)?;
         let prepared =
             self.format.writable(batch).map_err(|e| self.sink_err(format!("batch {batch_id}: {e}")))?;
         let schema = encode_fields(prepared.schema().fields());
-        let file = File::create_new(&path).map_err(io_err(&path))?;
-        if let Err(e) = self.format.write(&file, &prepared, self.compression) {
-            let _ = fs::remove_file(&path);
-            return Err(match e {
-                FileError::Io(source) => SluiceError::Io { path: path.display().to_string(), source },
-                FileError::Format(m) => self.sink_err(format!("writing {}: {m}", path.display())),
-            });
+        let mut buf = Vec::new();
+        self.format.write(&mut buf, &prepared, self.compression).map_err(|e| match e {
+            FileError::Io(source) => SluiceError::Io { path: dir.url_of(&object), source },
+            FileError::Format(m) => self.sink_err(format!("writing {}: {m}", dir.url_of(&object))),
+        })?;
+        if let Some(codec) = self.text_codec {
+            buf = codec.compress(&buf).map_err(|source| SluiceError::Io { path: dir.url_of(&object), source })?;
         }
-        file.sync_all().map_err(io_err(&path))?;
-        let size = file.metadata().map_err(io_err(&path))?.len();
-        Ok(ManifestFile { path: name, size, rows: prepared.num_rows() as u64, schema: Some(schema) })
+        let size = buf.len() as u64;
+        dir.put(&object, Bytes::from(buf), false)?;
+        Ok(ManifestFile {
+            path: rel,
+            size,
+            rows: prepared.num_rows() as u64,
+            schema: Some(schema),
+            partitions: partitions.cloned(),
+        })
+    }
+
+    /// Writes the rows of a batch as data files: one per partition (all rows when not
+    /// partitioned), each split in files of at most `maxRecordsPerFile` rows.
+    fn write_data_files(&self, dir: &Dir, batch_id: BatchId, batch: &RecordBatch) -> Result<Vec<ManifestFile>> {
+        let (partitions, parts) = if self.partition_by.is_empty() {
+            (None, vec![Partition { dir: String::new(), rows: batch.clone() }])
+        } else {
+            let (fields, parts) = partition::split(batch, &self.partition_by)?;
+            (Some(encode_fields(&Fields::from(fields))), parts)
+        };
+        let mut files = Vec::new();
+        for p in parts {
+            let n = p.rows.num_rows();
+            let per_file = self.max_records_per_file.unwrap_or(n).max(1);
+            let mut offset = 0;
+            while offset < n {
+                let len = per_file.min(n - offset);
+                files.push(self.write_data_file(dir, batch_id, &p.dir, &p.rows.slice(offset, len), partitions.as_ref())?);
+                offset += len;
+            }
+        }
+        Ok(files)
     }
 }
 
@@ -187,8 +298,9 @@ impl Sink for FileSink {
                 self.format, ctx.output_mode
             )));
         }
-        self.ensure_dirs()?;
-        check_manifest_ids(&self.out_dir)
+        let dir = self.dir()?;
+        Self::ensure_dirs(&dir)?;
+        list_ids(&dir).map(|_| ())
     }
 
     /// Writes the rows of `batch_id` as one data file (none when `data` has no rows) and
@@ -199,23 +311,32 @@ impl Sink for FileSink {
     /// (`Corrupt`) if the batch's existing manifest entry is unreadable;
     /// [`SluiceError::Sink`] if the rows cannot be encoded in the format.
     fn add_batch(&mut self, batch_id: BatchId, data: &DataFrame) -> Result<()> {
-        self.ensure_dirs()?;
-        let entry_path = manifest_entry_path(&self.out_dir, batch_id);
-        if entry_path.exists() {
+        let dir = self.dir()?;
+        Self::ensure_dirs(&dir)?;
+        if dir.head(&entry_object(&dir, batch_id)?)?.is_some() {
             // Validate it: a damaged entry must not be silently trusted.
-            let entry = read_manifest_entry(&entry_path, batch_id)?;
+            let entry = read_entry(&dir, batch_id)?;
             tracing::info!(batch_id, files = entry.files.len(), sink = %self.description(),
                 "batch already in the manifest; skipping (replay)");
             return Ok(());
         }
-        self.remove_orphans(batch_id)?;
+        self.remove_orphans(&dir, batch_id)?;
         let mut files = Vec::new();
         if data.height() > 0 {
             let batch = df_to_record_batch(data)?;
-            files.push(self.write_data_file(batch_id, &batch)?);
-            sync_dir(&self.out_dir)?;
+            files = self.write_data_files(&dir, batch_id, &batch)?;
         }
-        write_manifest_entry(&self.out_dir, batch_id, &files)
+        if !write_entry(&dir, batch_id, &files)? {
+            // Another writer of this batch (a run that lost the checkpoint but had not
+            // noticed yet) created the entry between our check and our write: its files
+            // are the batch's output, ours are orphans.
+            for f in &files {
+                let _ = dir.delete(&dir.child(&f.path)?);
+            }
+            tracing::warn!(batch_id, sink = %self.description(),
+                "another writer wrote this batch's manifest entry first; its files are the batch's output");
+        }
+        Ok(())
     }
 }
 
@@ -258,14 +379,15 @@ impl SinkProvider for FileSinkProvider {
 // Reading what the sink wrote
 // ---------------------------------------------------------------------------------------
 
-fn read_err(path: &Path, e: impl std::fmt::Display) -> SluiceError {
-    SluiceError::Sink { name: "FileSink reader".into(), message: format!("cannot read {}: {e}", path.display()) }
+fn read_err(path: &str, e: impl std::fmt::Display) -> SluiceError {
+    SluiceError::Sink { name: "FileSink reader".into(), message: format!("cannot read {path}: {e}") }
 }
 
 /// Reads one listed data file into record batches; returns them and the file's schema.
-fn read_data_file(out_dir: &Path, f: &ManifestFile) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let path = out_dir.join(&f.path);
-    let format = FileFormat::from_path(&path)
+fn read_data_file(dir: &Dir, f: &ManifestFile) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let object = dir.child(&f.path)?;
+    let path = dir.url_of(&object);
+    let (format, codec) = FileFormat::of_data_file(&f.path)
         .ok_or_else(|| read_err(&path, "unknown file extension (expected .parquet, .json or .csv)"))?;
     // JSON and CSV read back with their written types; Parquet files carry theirs.
     let stored: Option<SchemaRef> = match format {
@@ -274,30 +396,70 @@ fn read_data_file(out_dir: &Path, f: &ManifestFile) -> Result<(SchemaRef, Vec<Re
         }
         FileFormat::Parquet => None,
     };
-    format.read_all(&path, stored).map_err(|e| match e {
-        FileError::Io(source) => SluiceError::Io { path: path.display().to_string(), source },
+    let mut bytes = dir.read(&object)?;
+    if codec.is_some() {
+        bytes = Bytes::from(compression::text_of(&path, bytes)?);
+    }
+    let (schema, batches) = format.read_bytes(bytes, stored).map_err(|e| match e {
+        FileError::Io(source) => SluiceError::Io { path: path.clone(), source },
         FileError::Format(m) => read_err(&path, m),
-    })
+    })?;
+    // A partitioned output's columns from the path, after the file's (as Spark puts them).
+    let pfields = f.partition_fields().map_err(|e| read_err(&path, format!("its manifest partitions do not decode: {e}")))?;
+    if pfields.is_empty() {
+        return Ok((schema, batches));
+    }
+    let values = partition::path_values(&f.path);
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    fields.extend(pfields.iter().cloned());
+    let full = Arc::new(Schema::new(fields));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut cols = b.columns().to_vec();
+        for pf in pfields.iter() {
+            let v = values.iter().find(|(k, _)| k == pf.name()).ok_or_else(|| {
+                read_err(&path, format!("its path has no directory for partition column {:?}", pf.name()))
+            })?;
+            cols.push(partition::constant_column(pf, v.1.as_deref(), b.num_rows(), &path)?);
+        }
+        out.push(
+            RecordBatch::try_new_with_options(full.clone(), cols, &RecordBatchOptions::new().with_row_count(Some(b.num_rows())))
+                .map_err(|e| read_err(&path, e))?,
+        );
+    }
+    Ok((full, out))
 }
 
-/// The rows of every file listed in the manifest of `out_dir`, in batch id then file
-/// order, as one Polars frame (strings `String`, timestamps `Datetime(us)` read as UTC,
-/// structs as Polars structs; CSV output comes back flattened). Files the manifest does
-/// not list are ignored. With no listed file the frame is empty with no columns.
+/// The rows of every file listed in the manifest of `out_dir` (a local directory, or
+/// `s3://bucket/prefix` with S3 configured by the AWS environment variables; see
+/// [`read_output_with`] for options), in batch id then file order, as one Polars frame
+/// (strings `String`, timestamps `Datetime(us)` read as UTC, structs as Polars structs;
+/// CSV output comes back flattened). Files the manifest does not list are ignored. With
+/// no listed file the frame is empty with no columns.
 ///
 /// Used by tests to compare the output of a crashed-and-restarted query with a clean run.
 ///
 /// # Errors
-/// Those of [`read_manifest`]; [`SluiceError::Io`] naming a listed file that is missing
-/// or unreadable; [`SluiceError::Sink`] naming a file that does not decode;
-/// [`SluiceError::Polars`] if the files' schemas differ.
+/// Those of [`read_manifest`](crate::formats::manifest::read_manifest);
+/// [`SluiceError::Io`] naming a listed file that is missing or unreadable;
+/// [`SluiceError::Sink`] naming a file that does not decode; [`SluiceError::Polars`] if
+/// the files' schemas differ.
 pub fn read_output(out_dir: impl AsRef<Path>) -> Result<DataFrame> {
-    let out_dir = out_dir.as_ref();
+    read_output_with(&out_dir.as_ref().to_string_lossy(), &StoreOptions::default())
+}
+
+/// [`read_output`] of `location` with the S3 options `s3` (the `s3.*` options without
+/// their prefix, e.g. `endpoint`, `region`, `accessKeyId`).
+///
+/// # Errors
+/// As [`read_output`]; [`SluiceError::InvalidArgument`] for a bad location or option.
+pub fn read_output_with(location: &str, s3: &StoreOptions) -> Result<DataFrame> {
+    let dir = Dir::open_with(location, s3)?;
     let mut schema: Option<SchemaRef> = None;
     let mut batches = Vec::new();
-    for entry in read_manifest(out_dir)? {
+    for entry in read_all(&dir)? {
         for f in &entry.files {
-            let (s, b) = read_data_file(out_dir, f)?;
+            let (s, b) = read_data_file(&dir, f)?;
             schema.get_or_insert(s);
             batches.extend(b);
         }
@@ -318,7 +480,9 @@ mod tests {
         let err = p.create(&Options::new()).err().expect("must fail");
         assert!(matches!(&err, SluiceError::InvalidArgument(m) if m == "the file sink needs option path"), "{err}");
         let opts = Options::from_pairs([("path", "/tmp/x"), ("compression", "zstd")]);
-        assert!(p.create(&opts).is_err(), "zstd is not a JSON codec");
+        assert!(p.create(&opts).is_ok(), "zstd compresses JSON files whole");
+        let snappy = Options::from_pairs([("path", "/tmp/x"), ("compression", "snappy")]);
+        assert!(p.create(&snappy).is_err(), "snappy is not a JSON file codec");
         let pq = FileSinkProvider::new(FileFormat::Parquet);
         let sink = pq.create(&opts).expect("parquet zstd");
         assert_eq!(sink.description(), "FileSink[/tmp/x]");

@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray, new_null_array};
 use arrow::compute::concat_batches;
-use arrow::datatypes::DataType as ArrowDataType;
+use arrow::datatypes::{DataType as ArrowDataType, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use arrow::error::ArrowError;
 use polars::prelude::{Column, DataFrame, Schema, SchemaRef};
 use sluice_checkpoint::CheckpointError;
@@ -55,9 +55,10 @@ use sluice_engine::{
 use super::listing::{ListedFile, list};
 use super::options::{FileSourceConfig, source_options};
 use super::source_log::{LoggedFile, SourceLog, log_offset};
-use crate::formats::manifest::METADATA_DIR;
-use crate::formats::records::Decoded;
+use crate::formats::manifest::has_manifest;
+use crate::formats::records::{Decoded, RecordDecoding};
 use crate::formats::{FileFormat, ParseMode, compression, csv, json, parquet};
+use crate::storage::Dir;
 
 /// The `json`, `csv` and `parquet` source formats of `read_stream().format(..)`;
 /// [`register_all`](crate::register_all) registers one per [`FileFormat`].
@@ -360,7 +361,7 @@ impl Source for FileStream {
 
     fn prepare_for_available_now(&mut self, ctx: SourceContext<'_>) -> Result<()> {
         self.ensure_initialized(ctx)?;
-        let snapshot: HashSet<String> = list(&self.cfg.dir)?.into_iter().map(|f| f.path).collect();
+        let snapshot: HashSet<String> = list(&self.cfg.store)?.into_iter().map(|f| f.path).collect();
         let backlog = snapshot.iter().filter(|p| !self.log.seen.contains(*p)).count();
         self.backlog = Some(backlog as u64);
         self.available_now = Some(snapshot);
@@ -399,7 +400,7 @@ impl Source for FileStream {
             _ => {}
         }
 
-        let mut new_files: Vec<ListedFile> = list(&self.cfg.dir)?
+        let mut new_files: Vec<ListedFile> = list(&self.cfg.store)?
             .into_iter()
             .filter(|f| !self.log.seen.contains(&f.path))
             .filter(|f| self.available_now.as_ref().is_none_or(|s| s.contains(&f.path)))
@@ -433,7 +434,7 @@ impl Source for FileStream {
             return Err(self.cfg.source_err(format!("end offset {e} is before start offset {s}")));
         }
         let mut batches = Vec::new();
-        let sink_output = is_sink_output(&self.cfg.dir);
+        let sink_output = is_sink_output(&self.cfg.store)?;
         for id in s + 1..=e {
             for file in self.log.files_of(ctx, id)? {
                 batches.push(read_file(&self.cfg, &file.path, sink_output)?);
@@ -458,8 +459,8 @@ impl Source for FileStream {
 }
 
 /// Whether `dir` is a file sink's output (it has a `_sluice_metadata` manifest).
-pub(crate) fn is_sink_output(dir: &Path) -> bool {
-    dir.join(METADATA_DIR).is_dir()
+pub(crate) fn is_sink_output(dir: &Dir) -> Result<bool> {
+    has_manifest(dir)
 }
 
 /// Casts columns whose Polars type differs from the declared one (e.g. after arrow's
@@ -482,23 +483,77 @@ pub(crate) fn conform(df: DataFrame, schema: &Schema) -> Result<DataFrame> {
 }
 
 /// Reads one file into a batch of the output schema; `sink_output`: the file is part of
-/// a file sink's output (a CSV one has a header line).
+/// a file sink's output (a CSV one has a header line). Columns of the schema that the
+/// file's path names as partition directories (`col=value/`, Hive-style, as the file
+/// sink's `partitionBy` writes them) are taken from the path, cast to their declared
+/// type, not from the file.
 pub(crate) fn read_file(cfg: &FileSourceConfig, path: &str, sink_output: bool) -> Result<RecordBatch> {
-    let decoded = match cfg.kind {
+    let from_path = partition_columns(cfg, path);
+    let read_schema: ArrowSchemaRef = if from_path.is_empty() {
+        cfg.data_schema.clone()
+    } else {
+        let fields: Vec<_> = cfg
+            .data_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !from_path.iter().any(|(j, _)| j == i))
+            .map(|(_, f)| f.clone())
+            .collect();
+        Arc::new(ArrowSchema::new(fields))
+    };
+    let how = RecordDecoding { schema: &read_schema, ..cfg.decoding() };
+    let bytes = cfg.store.read(&cfg.store.object_of(path)?)?;
+    let mut decoded = match cfg.kind {
         FileFormat::Json | FileFormat::Csv => {
             // Decompressed by extension; a compressed file is never parsed as text.
-            let bytes = compression::read_text_file(path)?;
+            let bytes = compression::text_of(path, bytes)?;
             match cfg.kind {
-                FileFormat::Json => json::decode(&cfg.decoding(), path, &bytes)?,
-                _ => csv::decode(&cfg.csv_for(sink_output), &cfg.decoding(), path, &bytes)?,
+                FileFormat::Json => json::decode(&how, path, &bytes)?,
+                _ => csv::decode(&cfg.csv_for(sink_output), &how, path, &bytes)?,
             }
         }
         FileFormat::Parquet => {
-            let batches = parquet::read_projected(&cfg.data_schema, path, &|m| cfg.source_err(m))?;
+            let batches = parquet::read_projected(&read_schema, path, bytes, &|m| cfg.source_err(m))?;
             Decoded { batches, corrupt: Vec::new() }
         }
     };
+    if !from_path.is_empty() {
+        let mut full = Vec::with_capacity(decoded.batches.len());
+        for b in &decoded.batches {
+            let mut cols = b.columns().to_vec();
+            for (i, value) in &from_path {
+                let field = cfg.data_schema.field(*i);
+                cols.insert(*i, super::partition::constant_column(field, value.as_deref(), b.num_rows(), path)?);
+            }
+            full.push(
+                RecordBatch::try_new_with_options(
+                    cfg.data_schema.clone(),
+                    cols,
+                    &RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+                )
+                .map_err(|e| cfg.source_err(format!("{path}: {e}")))?,
+            );
+        }
+        decoded.batches = full;
+    }
     assemble(cfg, path, decoded)
+}
+
+/// The columns of the source's schema (index in `data_schema`, ascending) whose values
+/// `path` holds in a `col=value/` directory below the source's directory.
+fn partition_columns(cfg: &FileSourceConfig, path: &str) -> Vec<(usize, Option<String>)> {
+    let Some(rel) = path.strip_prefix(&*cfg.dir.to_string_lossy()).and_then(|r| r.strip_prefix('/')) else {
+        return Vec::new();
+    };
+    let values = super::partition::path_values(rel);
+    let mut out: Vec<(usize, Option<String>)> = values
+        .into_iter()
+        .filter_map(|(k, v)| cfg.data_schema.index_of(&k).ok().map(|i| (i, v)))
+        .collect();
+    out.sort_by_key(|(i, _)| *i);
+    out.dedup_by_key(|(i, _)| *i);
+    out
 }
 
 /// Concatenates a file's batches and inserts the corrupt-record column.

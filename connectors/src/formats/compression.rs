@@ -62,6 +62,26 @@ impl Codec {
         })
     }
 
+    /// Compresses `bytes` (the file sink's `compression` for JSON and CSV: gzip, zstd).
+    ///
+    /// # Errors
+    /// The encoder's I/O error; `Unsupported` for a codec the sink does not write.
+    pub fn compress(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::Write;
+        match self {
+            Codec::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(bytes)?;
+                e.finish()
+            }
+            Codec::Zstd => zstd::encode_all(bytes, 3),
+            other => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("the file sink does not write .{} files", other.extension()),
+            )),
+        }
+    }
+
     /// The extension, without the dot.
     pub fn extension(self) -> &'static str {
         match self {
@@ -172,14 +192,14 @@ fn invalid_file(path: &str, message: String) -> SluiceError {
     SluiceError::Io { path: path.to_string(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, message) }
 }
 
-/// The bytes of the text file `path`, decompressed by its extension (see the module docs).
+/// The text of the file `path` whose bytes are `bytes`, decompressed by its extension
+/// (see the module docs).
 ///
 /// # Errors
 /// [`SluiceError::Io`] naming the file: it cannot be read, its compressed stream is
 /// damaged, it has an unsupported codec extension, or it is compressed under a name
 /// without a codec extension.
-pub(crate) fn read_text_file(path: &str) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|source| SluiceError::Io { path: path.to_string(), source })?;
+pub(crate) fn text_of(path: &str, bytes: bytes::Bytes) -> Result<Vec<u8>> {
     let p = Path::new(path);
     if let Some(codec) = Codec::from_path(p) {
         return codec
@@ -199,7 +219,7 @@ pub(crate) fn read_text_file(path: &str) -> Result<Vec<u8>> {
             format!("the file is {codec}-compressed but its name has no codec extension; refusing to read it as text"),
         ));
     }
-    Ok(bytes)
+    Ok(bytes.to_vec())
 }
 
 #[cfg(test)]

@@ -23,8 +23,14 @@
 //!
 //! Files no entry lists (left by a crash between the data and the manifest write) are
 //! ignored by every reader that goes through [`read_manifest`]. An entry is written
-//! atomically ([`write_manifest_entry`]: temporary file in `_sluice_metadata`, fsync,
-//! rename, fsync of the directory), so a reader sees a whole entry or none.
+//! whole and create-only ([`write_manifest_entry`]: on a local disk a temporary
+//! `<id>#<n>` in `_sluice_metadata`, fsynced, hard-linked into place, the directory
+//! fsynced; on S3 one PUT with `If-None-Match: *`), so a reader sees a whole entry or
+//! none, and of two writers of the same batch (a zombie run) only one entry lands.
+//!
+//! The output may be local or on S3 (`s3://bucket/prefix`): every function here goes
+//! through [`crate::storage::Dir`]; the `impl AsRef<Path>` ones take a local path or an
+//! `s3://` URL (S3 then configured by the AWS environment variables).
 //!
 //! # Damage is an error, never less output
 //! The file sink writes an entry for every batch, from batch 0, so the entries are
@@ -36,15 +42,17 @@
 //! [`CheckpointError::Corrupt`] naming it. (Entries written before the trailer existed
 //! are reported as corrupt too.) There is no compaction: readers read every entry.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 use sluice_checkpoint::{BatchId, CheckpointError, checksum};
+
+use crate::storage::{Dir, local_or_url};
 
 use sluice_engine::{Result, SluiceError};
 
@@ -76,6 +84,12 @@ pub struct ManifestFile {
     /// entries written by other tools; readers then infer the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// For a partitioned output (`partitionBy`), the partition columns, in directory
+    /// order, with the Arrow types they had when written (the same encoding as
+    /// [`schema`](Self::schema)); their values are in the file's `path`, Hive-style
+    /// (`date=2024-01-01/channel=%23en/part-….parquet`), and not in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<serde_json::Value>,
 }
 
 impl ManifestFile {
@@ -87,6 +101,17 @@ impl ManifestFile {
         match &self.schema {
             None => Ok(None),
             Some(v) => Ok(Some(Arc::new(Schema::new(decode_fields(v)?)))),
+        }
+    }
+
+    /// The decoded [`ManifestFile::partitions`], empty when the output is not partitioned.
+    ///
+    /// # Errors
+    /// A message saying what does not decode.
+    pub fn partition_fields(&self) -> std::result::Result<Fields, String> {
+        match &self.partitions {
+            None => Ok(Fields::empty()),
+            Some(v) => decode_fields(v),
         }
     }
 }
@@ -177,28 +202,22 @@ pub fn manifest_entry_path(out_dir: impl AsRef<Path>, batch_id: BatchId) -> Path
     out_dir.as_ref().join(METADATA_DIR).join(batch_id.to_string())
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SluiceError + '_ {
-    move |source| SluiceError::Io { path: path.display().to_string(), source }
+/// The object of the manifest entry of `batch_id` in the output directory `out`.
+pub(crate) fn entry_object(out: &Dir, batch_id: BatchId) -> Result<ObjectPath> {
+    out.child(&format!("{METADATA_DIR}/{batch_id}"))
 }
 
-fn corrupt(path: &Path, reason: impl Into<String>) -> SluiceError {
-    SluiceError::Checkpoint(CheckpointError::Corrupt { path: path.display().to_string(), reason: reason.into() })
+fn corrupt(path: &str, reason: impl Into<String>) -> SluiceError {
+    SluiceError::Checkpoint(CheckpointError::Corrupt { path: path.to_string(), reason: reason.into() })
 }
 
-/// Parses the manifest entry at `path` (of batch `batch_id`), checking its checksum
-/// trailer first.
-///
-/// # Errors
-/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
-/// empty, torn, damaged (checksum), header-less or unparsable entry, or one listing a
-/// path that is not relative to the output directory; [`SluiceError::Io`] naming the
-/// file when it cannot be read.
-pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> {
-    let sealed = fs::read(path).map_err(io_err(path))?;
+/// Parses the bytes of the manifest entry of batch `batch_id` (named `path` in errors),
+/// checking its checksum trailer first.
+fn parse_entry(path: &str, sealed: &[u8], batch_id: BatchId) -> Result<ManifestEntry> {
     if sealed.is_empty() {
         return Err(corrupt(path, "empty file"));
     }
-    let bytes = checksum::open(&sealed).map_err(|reason| corrupt(path, reason))?;
+    let bytes = checksum::open(sealed).map_err(|reason| corrupt(path, reason))?;
     let text = std::str::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8"))?;
     if !text.ends_with('\n') {
         return Err(corrupt(path, "torn: the last line is incomplete"));
@@ -221,6 +240,7 @@ pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEnt
         if f.path.is_empty()
             || rel.is_absolute()
             || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || ObjectPath::parse(&f.path).is_err()
         {
             return Err(corrupt(
                 path,
@@ -232,40 +252,57 @@ pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEnt
     Ok(ManifestEntry { batch_id, files })
 }
 
-/// The batch ids of the entries under `<out_dir>/_sluice_metadata`, sorted, with their
-/// paths. Files whose names are not batch ids (temporary files of an interrupted write)
-/// are ignored; a missing manifest directory means no batch was written (empty list).
-fn list_manifest_ids(out_dir: &Path) -> Result<Vec<(BatchId, PathBuf)>> {
-    let meta = out_dir.join(METADATA_DIR);
-    let dir = match fs::read_dir(&meta) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(&meta)(e)),
-    };
+/// Reads and parses the manifest entry of `batch_id` in `out`.
+///
+/// # Errors
+/// As [`read_manifest_entry`].
+pub(crate) fn read_entry(out: &Dir, batch_id: BatchId) -> Result<ManifestEntry> {
+    let object = entry_object(out, batch_id)?;
+    let sealed = out.read(&object)?;
+    parse_entry(&out.url_of(&object), &sealed, batch_id)
+}
+
+/// Parses the manifest entry at `path` (of batch `batch_id`; a local file, or
+/// `s3://bucket/out/_sluice_metadata/<id>` with S3 configured by the environment),
+/// checking its checksum trailer first.
+///
+/// # Errors
+/// [`SluiceError::Checkpoint`] (`CheckpointError::Corrupt`, naming the file) for an
+/// empty, torn, damaged (checksum), header-less or unparsable entry, or one listing a
+/// path that is not relative to the output directory; [`SluiceError::Io`] naming the
+/// file when it cannot be read.
+pub fn read_manifest_entry(path: &Path, batch_id: BatchId) -> Result<ManifestEntry> {
+    let out = path.parent().and_then(Path::parent).ok_or_else(|| {
+        SluiceError::InvalidArgument(format!("{} is not <output>/{METADATA_DIR}/<batch id>", path.display()))
+    })?;
+    read_entry(&local_or_url(out)?, batch_id)
+}
+
+/// The batch ids of the entries under `<out>/_sluice_metadata`, sorted, checked to be
+/// `0..=N`. Objects whose names are not batch ids (temporaries) are ignored; a missing
+/// manifest directory means no batch was written (empty list).
+pub(crate) fn list_ids(out: &Dir) -> Result<Vec<BatchId>> {
+    let meta = out.child(METADATA_DIR)?;
     let mut ids = Vec::new();
-    for entry in dir {
-        let entry = entry.map_err(io_err(&meta))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in out.list_names(&meta)? {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
         if let Ok(id) = name.parse::<BatchId>() {
-            ids.push((id, entry.path()));
+            ids.push(id);
         }
     }
-    ids.sort();
+    ids.sort_unstable();
     // The sink writes an entry for every batch from 0: a hole is a lost entry.
-    for (expected, (id, _)) in ids.iter().enumerate() {
+    for (expected, id) in ids.iter().enumerate() {
         let expected = expected as BatchId;
         if *id != expected {
-            let path = manifest_entry_path(out_dir, expected);
             return Err(SluiceError::Checkpoint(CheckpointError::Missing {
-                path: path.display().to_string(),
+                path: out.url_of(&entry_object(out, expected)?),
                 reason: format!(
                     "the file sink's manifest has entries up to batch {} but not this one: the output of batch \
                      {expected} would be silently missing (restore the entry, or write to a new output directory)",
-                    ids.last().map_or(*id, |(last, _)| *last)
+                    ids.last().copied().unwrap_or(*id)
                 ),
             }));
         }
@@ -273,19 +310,40 @@ fn list_manifest_ids(out_dir: &Path) -> Result<Vec<(BatchId, PathBuf)>> {
     Ok(ids)
 }
 
+/// Whether `out` has a manifest (at least one entry, or the manifest folder on a local
+/// disk): it is a file sink's output.
+pub(crate) fn has_manifest(out: &Dir) -> Result<bool> {
+    if let Some(local) = out.local_dir() {
+        let meta = local.join(METADATA_DIR);
+        return meta.try_exists().map_err(|source| SluiceError::Io { path: meta.display().to_string(), source });
+    }
+    Ok(!out.list_names(&out.child(METADATA_DIR)?)?.is_empty())
+}
+
+/// Every manifest entry of `out`, by batch id.
+///
+/// # Errors
+/// As [`read_manifest`].
+pub(crate) fn read_all(out: &Dir) -> Result<Vec<ManifestEntry>> {
+    list_ids(out)?.into_iter().map(|id| read_entry(out, id)).collect()
+}
+
 /// Checks that the manifest of `out_dir` has no gap (a listing only, no entry read): what
-/// the file sink does when a query starts.
+/// the file sink does when a query starts. `out_dir` is a local directory, or an
+/// `s3://` URL with S3 configured by the environment.
 ///
 /// # Errors
 /// [`SluiceError::Checkpoint`] (`CheckpointError::Missing`) naming the first missing
 /// entry; [`SluiceError::Io`] naming the directory that cannot be listed.
 pub fn check_manifest_ids(out_dir: impl AsRef<Path>) -> Result<()> {
-    list_manifest_ids(out_dir.as_ref()).map(|_| ())
+    list_ids(&local_or_url(out_dir.as_ref())?).map(|_| ())
 }
 
 /// Every manifest entry under `<out_dir>/_sluice_metadata`, sorted by batch id. Files
 /// whose names are not batch ids (e.g. temporary files of an interrupted write) are
 /// ignored; a missing manifest directory means no batch was written (empty list).
+/// `out_dir` is a local directory, or an `s3://` URL with S3 configured by the
+/// environment.
 ///
 /// # Errors
 /// [`SluiceError::Checkpoint`]: `CheckpointError::Missing` naming the first missing
@@ -293,34 +351,20 @@ pub fn check_manifest_ids(out_dir: impl AsRef<Path>) -> Result<()> {
 /// empty, torn, damaged (checksum), header-less or unparsable entry.
 /// [`SluiceError::Io`] naming the directory or file that cannot be read.
 pub fn read_manifest(out_dir: impl AsRef<Path>) -> Result<Vec<ManifestEntry>> {
-    list_manifest_ids(out_dir.as_ref())?.into_iter().map(|(id, p)| read_manifest_entry(&p, id)).collect()
+    read_all(&local_or_url(out_dir.as_ref())?)
 }
 
-/// Fsyncs a directory so that entries created or renamed in it survive a crash. A no-op
-/// where directories cannot be opened as files (not Unix).
+/// [`read_manifest`] of `location` (a local directory or `s3://bucket/prefix`) with the
+/// S3 options `s3` (the `s3.*` options without their prefix).
 ///
 /// # Errors
-/// [`SluiceError::Io`] naming the directory.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+/// As [`read_manifest`]; [`SluiceError::InvalidArgument`] for a bad location or option.
+pub fn read_manifest_with(location: &str, s3: &sluice_checkpoint::store::StoreOptions) -> Result<Vec<ManifestEntry>> {
+    read_all(&Dir::open_with(location, s3)?)
 }
 
-/// Writes the manifest entry of `batch_id` listing `files` under
-/// `<out_dir>/_sluice_metadata` (which must exist), sealed with its checksum trailer,
-/// atomically: temporary file in the same directory, fsync, rename, fsync of the
-/// directory.
-///
-/// # Errors
-/// [`SluiceError::Io`] naming the file that cannot be written.
-pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[ManifestFile]) -> Result<()> {
-    let meta = out_dir.join(METADATA_DIR);
-    let target = manifest_entry_path(out_dir, batch_id);
+/// The text of the manifest entry listing `files`, sealed with its checksum trailer.
+fn entry_bytes(files: &[ManifestFile]) -> Result<Vec<u8>> {
     let mut text = String::from(MANIFEST_VERSION);
     text.push('\n');
     for f in files {
@@ -329,23 +373,34 @@ pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[Manifest
         text.push_str(&line);
         text.push('\n');
     }
-    let tmp = meta.join(format!(".{batch_id}.{}.tmp", uuid::Uuid::new_v4()));
-    let result = (|| {
-        let mut f = File::create_new(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&checksum::seal(text.as_bytes())).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &target).map_err(io_err(&target))?;
-        sync_dir(&meta)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    Ok(checksum::seal(text.as_bytes()))
+}
+
+/// Writes the manifest entry of `batch_id` listing `files` in `out`, whole and
+/// create-only (a conditional put; on a local disk a fsynced temporary hard-linked into
+/// place, then the directory fsynced): `Ok(false)` when the entry exists already (another
+/// writer of the same batch got there first), which is left untouched.
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the entry when it cannot be written.
+pub(crate) fn write_entry(out: &Dir, batch_id: BatchId, files: &[ManifestFile]) -> Result<bool> {
+    out.put(&entry_object(out, batch_id)?, Bytes::from(entry_bytes(files)?), true)
+}
+
+/// Writes the manifest entry of `batch_id` listing `files` under
+/// `<out_dir>/_sluice_metadata`, sealed with its checksum trailer, atomically and
+/// create-only (see the module docs); an existing entry is left as it is.
+///
+/// # Errors
+/// [`SluiceError::Io`] naming the file that cannot be written.
+pub fn write_manifest_entry(out_dir: &Path, batch_id: BatchId, files: &[ManifestFile]) -> Result<()> {
+    write_entry(&local_or_url(out_dir)?, batch_id, files).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use arrow::datatypes::TimeUnit;
 
@@ -365,7 +420,7 @@ mod tests {
             Field::new("weird \"name\"", DataType::Int64, false),
         ]));
         let DataType::Struct(fields) = &dt else { unreachable!() };
-        let f = ManifestFile { path: "p".into(), size: 1, rows: 1, schema: Some(encode_fields(fields)) };
+        let f = ManifestFile { path: "p".into(), size: 1, rows: 1, schema: Some(encode_fields(fields)), partitions: None };
         let line = serde_json::to_string(&f).unwrap();
         let back: ManifestFile = serde_json::from_str(&line).unwrap();
         assert_eq!(back.arrow_schema().unwrap().unwrap().fields(), fields);
@@ -381,7 +436,7 @@ mod tests {
     fn written_entries_read_back() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join(METADATA_DIR)).unwrap();
-        let f = ManifestFile { path: "part-00004-x.json".into(), size: 9, rows: 2, schema: None };
+        let f = ManifestFile { path: "part-00004-x.json".into(), size: 9, rows: 2, schema: None, partitions: None };
         write_manifest_entry(dir.path(), 0, std::slice::from_ref(&f)).unwrap();
         write_manifest_entry(dir.path(), 1, &[]).unwrap();
         let entries = read_manifest(dir.path()).unwrap();

@@ -29,8 +29,7 @@ pub mod parquet;
 pub mod records;
 pub mod types;
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -94,19 +93,49 @@ impl FileFormat {
 /// Writing and reading back whole files (the file sink and its reader).
 impl FileFormat {
     /// The Parquet compression codec for Spark's `compression` option: `snappy`, `zstd`,
-    /// `none` / `uncompressed` for Parquet; only `none` / `uncompressed` for JSON and CSV.
+    /// `gzip`, `none` / `uncompressed` for Parquet; JSON and CSV files are compressed as
+    /// a whole ([`FileFormat::text_codec`]), so for them every codec but `none` /
+    /// `uncompressed` maps to Parquet's `UNCOMPRESSED` here.
     ///
     /// # Errors
-    /// [`SluiceError::InvalidArgument`] for another codec.
+    /// [`SluiceError::InvalidArgument`] for a codec the format does not support.
     pub fn compression(self, codec: &str) -> Result<Compression> {
-        match codec.to_ascii_lowercase().as_str() {
-            "none" | "uncompressed" => Ok(Compression::UNCOMPRESSED),
-            "snappy" if self == FileFormat::Parquet => Ok(Compression::SNAPPY),
-            "zstd" if self == FileFormat::Parquet => Ok(Compression::ZSTD(Default::default())),
+        let lower = codec.to_ascii_lowercase();
+        match (self, lower.as_str()) {
+            (_, "none" | "uncompressed") => Ok(Compression::UNCOMPRESSED),
+            (FileFormat::Parquet, "snappy") => Ok(Compression::SNAPPY),
+            (FileFormat::Parquet, "zstd") => Ok(Compression::ZSTD(Default::default())),
+            (FileFormat::Parquet, "gzip") => Ok(Compression::GZIP(Default::default())),
+            (FileFormat::Json | FileFormat::Csv, "gzip" | "zstd") => Ok(Compression::UNCOMPRESSED),
             _ => Err(SluiceError::InvalidArgument(format!(
                 "compression {codec:?} is not supported for {self} files (use {})",
-                if self == FileFormat::Parquet { "snappy, zstd or none" } else { "none" }
+                if self == FileFormat::Parquet { "snappy, zstd, gzip or none" } else { "gzip, zstd or none" }
             ))),
+        }
+    }
+
+    /// For JSON and CSV: the codec that compresses whole files for Spark's `compression`
+    /// option (`gzip` -> `.json.gz`, `zstd` -> `.csv.zst`), `None` for `none` /
+    /// `uncompressed` and for Parquet (compressed inside the file).
+    ///
+    /// # Errors
+    /// As [`FileFormat::compression`].
+    pub fn text_codec(self, codec: &str) -> Result<Option<compression::Codec>> {
+        self.compression(codec)?;
+        Ok(match (self, codec.to_ascii_lowercase().as_str()) {
+            (FileFormat::Json | FileFormat::Csv, "gzip") => Some(compression::Codec::Gzip),
+            (FileFormat::Json | FileFormat::Csv, "zstd") => Some(compression::Codec::Zstd),
+            _ => None,
+        })
+    }
+
+    /// The format of a data file by its extension, also under a codec extension
+    /// (`x.json.gz`), with the codec; `None` for any other file.
+    pub fn of_data_file(name: &str) -> Option<(FileFormat, Option<compression::Codec>)> {
+        let p = Path::new(name);
+        match compression::Codec::from_path(p) {
+            Some(codec) => Some((FileFormat::from_path(Path::new(p.file_stem()?))?, Some(codec))),
+            None => Some((FileFormat::from_path(p)?, None)),
         }
     }
 
@@ -123,8 +152,13 @@ impl FileFormat {
     }
 
     /// Writes a [`writable`](Self::writable) batch to `file` (`compression`: Parquet only).
-    pub(crate) fn write(self, file: &File, batch: &RecordBatch, compression: Compression) -> std::result::Result<(), FileError> {
-        let mut out = BufWriter::new(file);
+    pub(crate) fn write(
+        self,
+        out: &mut (impl Write + Send),
+        batch: &RecordBatch,
+        compression: Compression,
+    ) -> std::result::Result<(), FileError> {
+        let mut out = BufWriter::new(out);
         match self {
             FileFormat::Parquet => parquet::write(&mut out, batch, compression)?,
             FileFormat::Json => json::write(&mut out, batch)?,
@@ -133,18 +167,19 @@ impl FileFormat {
         out.flush().map_err(FileError::Io)
     }
 
-    /// Reads the whole file at `path` with `schema` (JSON, CSV; Parquet files carry
-    /// theirs), inferring it when `None`; returns the schema and the rows.
-    pub(crate) fn read_all(
+    /// Reads the whole file `bytes` with `schema` (JSON, CSV; Parquet files carry theirs),
+    /// inferring it when `None`; returns the schema and the rows.
+    pub(crate) fn read_bytes(
         self,
-        path: &Path,
+        bytes: bytes::Bytes,
         schema: Option<ArrowSchemaRef>,
     ) -> std::result::Result<(ArrowSchemaRef, Vec<RecordBatch>), FileError> {
-        let file = File::open(path).map_err(FileError::Io)?;
         match self {
-            FileFormat::Parquet => parquet::read_all(file),
-            FileFormat::Json => json::read_all(BufReader::new(file), schema),
-            FileFormat::Csv => csv::read_all(BufReader::new(file), schema, || File::open(path).map(BufReader::new)),
+            FileFormat::Parquet => parquet::read_all(bytes),
+            FileFormat::Json => json::read_all(std::io::Cursor::new(bytes.as_ref()), schema),
+            FileFormat::Csv => {
+                csv::read_all(std::io::Cursor::new(bytes.as_ref()), schema, || Ok(std::io::Cursor::new(bytes.as_ref())))
+            }
         }
     }
 }

@@ -5,7 +5,6 @@
 //! `Timestamp(Microsecond, "+00:00")` (Parquet `TIMESTAMP(MICROS, isAdjustedToUTC =
 //! true)`, Spark's `timestamp`), structs (e.g. a `window {start, end}` column) nested.
 
-use std::fs::File;
 use std::io::Write;
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
@@ -20,7 +19,7 @@ use sluice_engine::{Result, SluiceError};
 use super::FileError;
 use super::records::BATCH_ROWS;
 
-/// Reads the columns of `schema` from the Parquet file `path`, cast to their declared
+/// Reads the columns of `schema` from the Parquet file `path` (its bytes `file`), cast to their declared
 /// types (strictly: a value that does not fit fails). An empty file has no rows.
 ///
 /// # Errors
@@ -30,11 +29,10 @@ use super::records::BATCH_ROWS;
 pub(crate) fn read_projected(
     schema: &ArrowSchemaRef,
     path: &str,
+    file: bytes::Bytes,
     err: &dyn Fn(String) -> SluiceError,
 ) -> Result<Vec<RecordBatch>> {
-    let io = |source| SluiceError::Io { path: path.to_string(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    if file.metadata().map_err(io)?.len() == 0 {
+    if file.is_empty() {
         return Ok(Vec::new());
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -104,7 +102,7 @@ pub(crate) fn write(out: &mut (impl Write + Send), batch: &RecordBatch, compress
 }
 
 /// Reads a whole Parquet file with the schema it was written with.
-pub(crate) fn read_all(file: File) -> std::result::Result<(ArrowSchemaRef, Vec<RecordBatch>), FileError> {
+pub(crate) fn read_all(file: impl parquet::file::reader::ChunkReader + 'static) -> std::result::Result<(ArrowSchemaRef, Vec<RecordBatch>), FileError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(FileError::format)?;
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(FileError::format)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use polars::prelude::*;
+use sluice_checkpoint::store::{Location, StoreOptions};
 use sluice_checkpoint::Checkpoint;
 
 use super::StreamingDataFrame;
@@ -15,7 +16,10 @@ use crate::{OutputMode, Result, SluiceError, Trigger};
 
 /// Where the checkpoint of a query lives.
 pub enum CheckpointLocation {
-    /// A local directory.
+    /// A location: a local directory, or `s3://bucket/prefix` (cargo feature `s3` of the
+    /// checkpoint crate, which the `sluice` facade's `s3` feature turns on), opened at
+    /// `start()` with the writer's `s3.*` options (see
+    /// [`sluice_checkpoint::store`]).
     Dir(PathBuf),
     /// A ready checkpoint (any object store, or in memory).
     Custom(Checkpoint),
@@ -68,7 +72,10 @@ impl DataStreamWriter {
         self.format = Some(format.to_string());
         self
     }
-    /// A sink option (`path`, `queryName`, ...); `checkpointLocation` sets the checkpoint.
+    /// A sink option (`path`, `queryName`, ...); `checkpointLocation` sets the checkpoint
+    /// (a local directory or `s3://bucket/prefix`); `s3.*` options configure S3 for the
+    /// checkpoint and for a file sink's path (see [`sluice_checkpoint::store`]).
+    /// `partitionBy` is [`partition_by`](Self::partition_by)'s option form.
     pub fn option(mut self, key: &str, value: impl ToString) -> Self {
         let value = value.to_string();
         if key.eq_ignore_ascii_case("checkpointLocation") {
@@ -96,7 +103,20 @@ impl DataStreamWriter {
         self.options.set("queryName", name);
         self
     }
-    /// A checkpoint directory.
+    /// Partitions a file sink's output by these columns (Spark's `partitionBy`):
+    /// Hive-style `col=value/` directories, the columns left out of the files. Sets the
+    /// option `partitionBy` to the columns as a JSON array.
+    pub fn partition_by<I, S>(self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let columns: Vec<String> = columns.into_iter().map(|c| c.as_ref().to_string()).collect();
+        let json = serde_json::to_string(&columns).expect("strings serialize");
+        self.option("partitionBy", json)
+    }
+    /// The checkpoint location: a local directory, or `s3://bucket/prefix` (see
+    /// [`CheckpointLocation::Dir`]).
     pub fn checkpoint_location(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(CheckpointLocation::Dir(dir.into()));
         self
@@ -124,6 +144,22 @@ impl DataStreamWriter {
     /// sink capabilities, unsupported aggregates); [`SluiceError::Checkpoint`] when the
     /// checkpoint is damaged or belongs to a different query.
     pub fn start(mut self) -> Result<StreamingQuery> {
+        // The checkpoint reads its `s3.*` options first, so that they are not reported as
+        // unused by a sink that has no S3 path.
+        let checkpoint = match self.checkpoint.take() {
+            Some(CheckpointLocation::Dir(d)) => {
+                let location = d.to_string_lossy();
+                let mut store_options = StoreOptions::default();
+                if Location::is_remote(&location) {
+                    for (k, v) in self.options.prefixed("s3.") {
+                        store_options.set(&k, v);
+                    }
+                }
+                Checkpoint::open(&location, &store_options)?
+            }
+            Some(CheckpointLocation::Custom(c)) => c,
+            None => Checkpoint::in_memory()?,
+        };
         if self.sink.is_none() {
             let name = self.format.clone().ok_or_else(|| {
                 SluiceError::InvalidArgument(
@@ -141,11 +177,6 @@ impl DataStreamWriter {
                 self.warnings.push(w);
             }
         }
-        let checkpoint = match self.checkpoint.take() {
-            Some(CheckpointLocation::Dir(d)) => Checkpoint::local(d)?,
-            Some(CheckpointLocation::Custom(c)) => c,
-            None => Checkpoint::in_memory()?,
-        };
         let sink = self.sink.take().ok_or_else(|| SluiceError::Internal("no sink".into()))?;
         crate::execution::start(QuerySpec {
             conf: self.df.session().conf_snapshot(),
