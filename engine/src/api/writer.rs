@@ -35,6 +35,8 @@ pub struct DataStreamWriter {
     progress: ProgressDisplay,
     clock: Arc<dyn Clock>,
     warnings: Vec<String>,
+    /// The `path` option as given (for `explain`, without marking it read).
+    path: Option<String>,
 }
 
 impl DataStreamWriter {
@@ -51,6 +53,7 @@ impl DataStreamWriter {
             progress: ProgressDisplay::Lines,
             clock: Arc::new(crate::time::SystemClock),
             warnings: Vec::new(),
+            path: None,
         }
     }
     /// The output mode (default append).
@@ -73,6 +76,9 @@ impl DataStreamWriter {
         let value = value.to_string();
         if key.eq_ignore_ascii_case("checkpointLocation") {
             self.checkpoint = Some(CheckpointLocation::Dir(PathBuf::from(&value)));
+        }
+        if key.eq_ignore_ascii_case("path") {
+            self.path = Some(value.clone());
         }
         self.options.set(key, value);
         self
@@ -116,6 +122,30 @@ impl DataStreamWriter {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+    /// The query's plan as text, as [`StreamingDataFrame::explain`] with this writer's
+    /// output mode and sink (a sink instance's description, else the format and its
+    /// `path` option); the analysis problems `start()` would fail with are listed last.
+    ///
+    /// # Errors
+    /// When an expression does not type-check.
+    pub fn explain(&self, extended: bool) -> Result<String> {
+        let sink_name = match (&self.sink, &self.format) {
+            (Some(s), _) => s.description(),
+            (None, Some(f)) => match &self.path {
+                Some(p) => format!("{f}[{p}]"),
+                None => f.clone(),
+            },
+            (None, None) => "<no sink>".into(),
+        };
+        crate::plan::explain::explain_query(
+            self.df.plan(),
+            self.output_mode,
+            self.df.session().state_partitions(),
+            self.sink.as_deref(),
+            &sink_name,
+            extended,
+        )
     }
     /// Analyses the query and starts it on a new thread.
     ///

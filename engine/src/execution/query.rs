@@ -151,6 +151,13 @@ impl StreamingQuery {
     pub fn warnings(&self) -> Vec<String> {
         self.shared().state.lock().unwrap_or_else(|e| e.into_inner()).warnings.clone()
     }
+    /// The query's plan as text (Spark's `StreamingQuery.explain()`): the logical plan
+    /// and the physical plan as planned at start, with the output mode and the sink (see
+    /// [`crate::plan::explain`]); `extended` adds schemas.
+    pub fn explain(&self, extended: bool) -> String {
+        let e = self.shared().explain.lock().unwrap_or_else(|e| e.into_inner());
+        if extended { e.1.clone() } else { e.0.clone() }
+    }
     /// The progress of the last batch.
     pub fn last_progress(&self) -> Option<StreamingQueryProgress> {
         self.shared().state.lock().expect("query state lock").recent.back().cloned()

@@ -60,6 +60,14 @@ impl MicroBatchExecution {
         let latest = ckpt.offsets().latest()?;
         let conf = PinnedConf::resolve(latest.as_ref().map(|(_, o)| o), &conf)?;
         let physical = PhysicalPlan::plan(&plan, mode, conf.partitions, sink.as_ref())?;
+        let explain = |extended| -> String {
+            let mut out = String::from("== Logical Plan ==\n");
+            out.push_str(&plan.tree_string(extended));
+            out.push_str("\n== Physical Plan ==\n");
+            out.push_str(&physical.tree_string(&sink.description(), mode, extended));
+            out
+        };
+        shared.set_explain(explain(false), explain(true));
 
         // A query that passed analysis owns the checkpoint from here on: a run still
         // writing to it stops at its next write (NotOwner), and the temporaries of killed

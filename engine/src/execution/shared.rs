@@ -30,6 +30,8 @@ pub struct QueryShared {
     pub(super) stop: AtomicBool,
     pub(super) state: Mutex<SharedState>,
     pub(super) changed: Condvar,
+    /// `explain(false)` and `explain(true)` of the planned query.
+    pub(super) explain: Mutex<(String, String)>,
 }
 
 impl QueryShared {
@@ -51,6 +53,9 @@ impl QueryShared {
         s.idle_checks += 1;
         s.status = "Waiting for data to arrive".into();
         self.changed.notify_all();
+    }
+    pub(crate) fn set_explain(&self, plain: String, extended: String) {
+        *self.explain.lock().unwrap_or_else(|e| e.into_inner()) = (plain, extended);
     }
     pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
         self.state.lock().expect("query state lock").warnings = warnings;

@@ -714,6 +714,10 @@ impl StatefulOperator for StreamingAggregateExec {
         vec![&self.state]
     }
 
+    fn finalize_state(&self, state: &DataFrame) -> Option<Result<DataFrame>> {
+        Some(self.plan.finalize(state))
+    }
+
     fn states_mut(&mut self) -> Vec<&mut KeyedState> {
         vec![&mut self.state]
     }

@@ -20,7 +20,8 @@ use crate::state::{KeyedState, StateStore, DELETED_COLUMN};
 use crate::time::EventTimeColumn;
 use crate::{Result, SluiceError};
 
-const ROW_ID: &str = "__row_id";
+/// The key column of a join side's state: a row id.
+pub(crate) const ROW_ID: &str = "__row_id";
 const MATCHED: &str = "__matched";
 const LROW: &str = "__left_row";
 const RROW: &str = "__right_row";

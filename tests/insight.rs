@@ -1,0 +1,270 @@
+//! Issue 13, seeing inside a stream: `explain()` of a data frame, a writer and a running
+//! query; the state of a checkpoint read at rest (`read_state`, its change feed and
+//! metadata) on oracle case p02's job.
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use sluice::prelude::*;
+
+fn case_input(case: &str, work: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases").join(case).join("input");
+    let to = work.join("in");
+    common::copy_ordered(&from, &to).unwrap();
+    to
+}
+
+/// p02's job: sliding 10-minute windows every 5 minutes per sensor, watermark 10 minutes.
+fn p02_job(session: &Session, input: &Path) -> StreamingDataFrame {
+    let src = common::json_source(session, input, common::sensor_schema()).unwrap();
+    common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes")).unwrap()
+}
+
+#[test]
+fn explain_shows_the_plans_operators_watermark_mode_and_sink() {
+    let work = tempfile::tempdir().unwrap();
+    let session = Session::new();
+    let df = p02_job(&session, &work.path().join("in"));
+    let text = df.explain(false).unwrap();
+    let logical = text.split("== Physical Plan ==").next().unwrap();
+    assert!(logical.starts_with("== Logical Plan ==\nAggregate ["), "{text}");
+    assert!(logical.contains("+- EventTimeWatermark ts, 10 minutes\n"), "{text}");
+    assert!(logical.contains("   +- StreamingRelation "), "{text}");
+    assert!(text.contains("WriteToMicroBatchDataSource <not started>, outputMode Append\n"), "{text}");
+    assert!(
+        text.contains("+- StreamingAggregateExec op=0, stores=[0], keys=[window, sensor], partitions=4, watermark=ts delay 10 minutes\n"),
+        "{text}"
+    );
+    assert!(!text.contains("== Analysis Errors =="), "{text}");
+    // the same text every time
+    assert_eq!(text, df.explain(false).unwrap());
+
+    let extended = df.explain(true).unwrap();
+    assert!(extended.contains("state0=[window: i64, sensor: str, __p0: i64"), "{extended}");
+    assert!(extended.contains("-> [sensor: str, ts: datetime[μs], v: f64]"), "{extended}");
+    assert!(text.contains("Aggregate [<expression>.alias(\"window\"), col(\"sensor\")], [len().alias(\"n\")"), "{text}");
+
+    // the writer knows the sink and the mode, and what start() would refuse
+    let writer = df.write_stream().output_mode(OutputMode::Complete).format("json").option("path", "out");
+    let text = writer.explain(false).unwrap();
+    assert!(text.contains("WriteToMicroBatchDataSource json[out], outputMode Complete\n"), "{text}");
+    let no_wm = common::windowed_agg(
+        common::json_source(&session, &work.path().join("in"), common::sensor_schema()).unwrap(),
+        "10 minutes",
+        None,
+        None,
+    )
+    .unwrap();
+    let text = no_wm.explain(false).unwrap();
+    assert!(text.contains("== Analysis Errors ==\n"), "{text}");
+    assert!(text.contains("watermark=none"), "{text}");
+}
+
+#[test]
+fn a_running_query_explains_its_plan_with_its_sink() {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input("p02_sliding_append", work.path());
+    let session = Session::new();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(p02_job(&session, &input), OutputMode::Update, &work.path().join("ck"), &table).unwrap();
+    let text = query.explain(false);
+    assert!(text.contains("outputMode Update\n"), "{text}");
+    assert!(text.contains("StreamingAggregateExec op=0"), "{text}");
+    assert!(query.explain(true).contains("state0="), "{}", query.explain(true));
+    query.stop().unwrap();
+}
+
+/// The checkpoint's files with their sizes and modification times: reading state must
+/// leave them as they are.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rfc3339_us(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+}
+
+/// A finished run of p02's job: the checkpoint, the input rows with the batch that read
+/// them, and each batch's watermark (µs).
+struct P02 {
+    work: tempfile::TempDir,
+    session: Session,
+    df: StreamingDataFrame,
+    rows: DataFrame,
+    watermarks: Vec<i64>,
+}
+
+fn run_p02() -> P02 {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input("p02_sliding_append", work.path());
+    let session = Session::new();
+    let df = p02_job(&session, &input);
+    let progress =
+        common::run_contract(df.clone(), OutputMode::Append, &work.path().join("out"), &work.path().join("ck"), ProgressDisplay::Off)
+            .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut files = files.into_iter();
+    let mut frames = Vec::new();
+    let mut watermarks = Vec::new();
+    for (i, p) in progress.iter().enumerate() {
+        assert_eq!(p.batch_id, i as u64);
+        watermarks.push(rfc3339_us(&p.event_time["watermark"]));
+        if p.num_input_rows > 0 {
+            let f = files.next().unwrap();
+            let rows = session.read().schema(common::sensor_schema()).json(&f).unwrap();
+            assert_eq!(rows.height() as u64, p.num_input_rows);
+            frames.push(rows.lazy().with_column(lit(i as u64).cast(DataType::UInt64).alias("batch")));
+        }
+    }
+    let rows = concat(frames, UnionArgs::default()).unwrap().collect().unwrap();
+    P02 { work, session, df, rows, watermarks }
+}
+
+/// `(window start µs, sensor, n, nv, s)` rows, sorted, `s` rounded.
+fn groups(df: DataFrame) -> Vec<(i64, String, i64, i64, i64)> {
+    let df = df
+        .lazy()
+        .select([
+            col("start").cast(DataType::Int64),
+            col("sensor"),
+            col("n").cast(DataType::Int64),
+            col("nv").cast(DataType::Int64),
+            (col("s") * lit(1000.0)).round(0, RoundMode::HalfAwayFromZero).cast(DataType::Int64).alias("s"),
+        ])
+        .sort(["start", "sensor"], Default::default())
+        .collect()
+        .unwrap();
+    let c = |n: &str| df.column(n).unwrap().as_materialized_series().clone();
+    let (start, sensor, n, nv, s) = (c("start"), c("sensor"), c("n"), c("nv"), c("s"));
+    (0..df.height())
+        .map(|i| {
+            (
+                start.i64().unwrap().get(i).unwrap(),
+                sensor.str().unwrap().get(i).unwrap().to_string(),
+                n.i64().unwrap().get(i).unwrap(),
+                nv.i64().unwrap().get(i).unwrap(),
+                s.i64().unwrap().get(i).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn read_state_after_each_batch_is_the_aggregation_of_the_rows_not_yet_emitted() {
+    let run = run_p02();
+    let ck = run.work.path().join("ck");
+    let before = listing(&ck);
+    let (slide, width) = (300_000_000i64, 600_000_000i64);
+    // each row in its two sliding windows, with the batch that read it
+    let windows = run
+        .rows
+        .clone()
+        .lazy()
+        .with_column(col("ts").cast(DataType::Int64).alias("t"))
+        .with_column((col("t") - col("t") % lit(slide)).alias("s1"))
+        .with_column(concat_list([col("s1"), col("s1") - lit(slide)]).unwrap().alias("start"))
+        .explode(by_name(["start"], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false })
+        .with_column((col("start") + lit(width)).alias("end"))
+        .collect()
+        .unwrap();
+    let late_wm: Vec<i64> = (0..run.watermarks.len()).map(|b| if b == 0 { 0 } else { run.watermarks[b - 1] }).collect();
+    let lates = df!("batch" => (0..late_wm.len() as u64).collect::<Vec<_>>(), "late_wm" => late_wm).unwrap();
+    for (n, wm) in run.watermarks.iter().enumerate() {
+        // a batch's rows count in a window unless its end is at or before the previous
+        // batch's watermark (late); a window leaves state (is emitted) once its end is
+        // at or before the batch's watermark
+        let expected = windows
+            .clone()
+            .lazy()
+            .filter(col("batch").lt_eq(lit(n as u64)))
+            .join(lates.clone().lazy(), [col("batch")], [col("batch")], JoinArgs::new(JoinType::Left))
+            .filter(col("end").gt(col("late_wm")).and(col("end").gt(lit(*wm))))
+            .group_by([col("start"), col("sensor")])
+            .agg([len().cast(DataType::Int64).alias("n"), col("v").count().alias("nv"), col("v").sum().alias("s")])
+            .collect()
+            .unwrap();
+        let state = run.session.read_state(&ck).operator(0).batch(n as u64).query(&run.df).load().unwrap();
+        assert!(state.column("partition_id").is_ok());
+        assert!(state.column("raw.__p0").is_ok(), "{state}");
+        let state = state.lazy().with_column(col("window").struct_().field_by_name("start").alias("start")).collect().unwrap();
+        assert_eq!(groups(state), groups(expected), "state after batch {n}");
+    }
+    // without the query: the raw state rows
+    let raw = run.session.read_state(&ck).load().unwrap();
+    let names: Vec<String> = raw.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["partition_id", "window", "sensor", "__p0", "__p1", "__p2", "__p3", "__p4"]);
+    assert_eq!(listing(&ck), before, "reading state wrote to the checkpoint");
+}
+
+#[test]
+fn the_change_feed_replayed_over_the_first_snapshot_equals_the_last_and_metadata_lists_the_store() {
+    let run = run_p02();
+    let ck = run.work.path().join("ck");
+    let before = listing(&ck);
+    let last = run.watermarks.len() as u64 - 1;
+    let key = |df: &DataFrame, i: usize| -> (i64, String) {
+        (
+            df.column("window").unwrap().i64().unwrap().get(i).unwrap(),
+            df.column("sensor").unwrap().str().unwrap().get(i).unwrap().to_string(),
+        )
+    };
+    let value = |df: &DataFrame, i: usize| -> String {
+        ["__p0", "__p1", "__p2"].iter().map(|c| format!("{:?}", df.column(c).unwrap().get(i).unwrap())).collect::<Vec<_>>().join("|")
+    };
+    let as_map = |df: &DataFrame| -> std::collections::BTreeMap<(i64, String), String> {
+        (0..df.height()).map(|i| (key(df, i), value(df, i))).collect()
+    };
+    let first = run.session.read_state(&ck).batch(0).load().unwrap();
+    let mut state = as_map(&first);
+    let changes = run.session.read_state_changes(&ck, 1, last).operator(0).load().unwrap();
+    assert!(changes.height() > 0);
+    let batches = changes.column("batch_id").unwrap().u64().unwrap().clone();
+    assert!(batches.into_no_null_iter().is_sorted(), "changes in batch order");
+    let kinds = changes.column("change_type").unwrap().str().unwrap().clone();
+    let mut deletes = 0;
+    for i in 0..changes.height() {
+        match kinds.get(i).unwrap() {
+            "update" => {
+                state.insert(key(&changes, i), value(&changes, i));
+            }
+            "delete" => {
+                deletes += 1;
+                // a window opened and emitted by the same batch is deleted without having
+                // been in a committed version
+                state.remove(&key(&changes, i));
+            }
+            other => panic!("change type {other}"),
+        }
+    }
+    assert!(deletes > 0, "append mode evicts emitted windows");
+    let last_state = run.session.read_state(&ck).batch(last).load().unwrap();
+    assert_eq!(state, as_map(&last_state));
+
+    let meta = run.session.read_state_metadata(&ck).unwrap();
+    assert_eq!(meta.height(), 1);
+    assert_eq!(meta.column("operator_name").unwrap().str().unwrap().get(0), Some("StreamingAggregateExec"));
+    assert_eq!(meta.column("keys").unwrap().str().unwrap().get(0), Some("window, sensor"));
+    assert_eq!(meta.column("num_partitions").unwrap().u32().unwrap().get(0), Some(4));
+    assert_eq!(meta.column("max_batch_id").unwrap().u64().unwrap().get(0), Some(last));
+    // a batch not committed, an operator that does not exist
+    assert!(run.session.read_state(&ck).batch(last + 1).load().unwrap_err().to_string().contains("not committed"));
+    assert!(run.session.read_state(&ck).operator(1).load().is_err());
+    assert_eq!(listing(&ck), before, "reading state wrote to the checkpoint");
+}
