@@ -268,3 +268,69 @@ fn the_change_feed_replayed_over_the_first_snapshot_equals_the_last_and_metadata
     assert!(run.session.read_state(&ck).operator(1).load().is_err());
     assert_eq!(listing(&ck), before, "reading state wrote to the checkpoint");
 }
+
+/// Per-user counts and sums of a memory stream: the live state after each batch is the
+/// aggregation of every row so far, and a key lookup finds its row.
+#[test]
+fn live_state_and_key_lookup_during_a_run_match_a_recomputation() {
+    let work = tempfile::tempdir().unwrap();
+    let schema = common::schema(&[("user", DataType::String), ("v", DataType::Int64)]);
+    let session = Session::new();
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).group_by([col("user")]).agg([len().alias("n"), col("v").sum().alias("total")]);
+    let ck = work.path().join("ck");
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(df.clone(), OutputMode::Update, &ck, &table).unwrap();
+    assert_eq!(query.state_batch_id(), None);
+    assert_eq!(query.state(0).unwrap().height(), 0);
+    let batches = [
+        df!("user" => ["u1", "u2", "u1"], "v" => [1i64, 2, 3]).unwrap(),
+        df!("user" => ["u3", "u1"], "v" => [10i64, 20]).unwrap(),
+        df!("user" => ["u2", "u4", "u4", "u4"], "v" => [5i64, 1, 1, 1]).unwrap(),
+    ];
+    let mut all = DataFrame::empty_with_schema(batches[0].schema());
+    let sorted = |df: DataFrame| -> Vec<(String, i64, i64)> {
+        let df = df.sort(["user"], Default::default()).unwrap();
+        (0..df.height())
+            .map(|i| {
+                (
+                    df.column("user").unwrap().str().unwrap().get(i).unwrap().to_string(),
+                    df.column("n").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(i).unwrap(),
+                    df.column("total").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect()
+    };
+    for (b, rows) in batches.iter().enumerate() {
+        stream.add_data(rows.clone()).unwrap();
+        query.process_all_available().unwrap();
+        all.vstack_mut(rows).unwrap();
+        let expected = all
+            .clone()
+            .lazy()
+            .group_by([col("user")])
+            .agg([len().alias("n"), col("v").sum().alias("total")])
+            .collect()
+            .unwrap();
+        assert_eq!(query.state_batch_id(), Some(b as u64));
+        let live = query.state(0).unwrap();
+        assert!(live.column("partition_id").is_ok() && live.column("raw.__p0").is_ok(), "{live}");
+        assert_eq!(sorted(live), sorted(expected.clone()), "after batch {b}");
+        for user in ["u1", "u2", "u3", "u4"] {
+            let want = sorted(expected.clone().lazy().filter(col("user").eq(lit(user))).collect().unwrap());
+            assert_eq!(sorted(query.state_lookup(0, &[("key", user)]).unwrap()), want, "{user} after batch {b}");
+            assert_eq!(sorted(query.state_lookup(0, &[("user", user)]).unwrap()), want);
+        }
+    }
+    assert!(query.state_lookup(0, &[("nope", "x")]).unwrap_err().to_string().contains("no column"));
+    assert!(query.state(1).is_err());
+    query.stop().unwrap();
+    // a restarted query shows the committed state before its first batch
+    let query = common::start_into(df.clone(), OutputMode::Update, &ck, &table).unwrap();
+    assert_eq!(query.state_batch_id(), Some(2));
+    assert_eq!(sorted(query.state(0).unwrap()).len(), 4);
+    query.stop().unwrap();
+    // and the same rows read at rest
+    let at_rest = session.read_state(&ck).query(&df).load().unwrap();
+    assert_eq!(sorted(at_rest).len(), 4);
+}

@@ -95,6 +95,22 @@ impl MicroBatchExecution {
         }
     }
 
+    /// Publishes every operator's state (as committed after `batch`) for
+    /// [`StreamingQuery::state`](crate::StreamingQuery::state).
+    pub(super) fn publish_state(&self, batch: Option<BatchId>) {
+        let operators = self
+            .plan
+            .operators
+            .iter()
+            .map(|op| super::shared::LiveOperator {
+                name: op.name().to_string(),
+                stores: op.states().iter().map(|s| (s.store().clone(), s.frame().clone())).collect(),
+                finalizer: op.state_finalizer(),
+            })
+            .collect();
+        self.shared.publish_state(super::shared::LiveState { batch_id: batch, operators });
+    }
+
     /// Runs batches until the trigger says stop, `stop()` is called, or a batch fails.
     ///
     /// # Errors
@@ -213,6 +229,7 @@ impl MicroBatchExecution {
                 state_deltas,
             },
         )?;
+        self.publish_state(Some(n));
         for (i, end) in seq.offsets.iter().enumerate() {
             if let Some(end) = end {
                 let ctx = SourceContext { checkpoint: &self.ckpt, index: i };

@@ -121,7 +121,8 @@ impl MicroBatchExecution {
         for (i, s) in exec.sources.iter_mut().enumerate() {
             s.initialize(SourceContext { checkpoint: &exec.ckpt, index: i })?;
         }
-        exec.recover(recovery)?;
+        let last_committed = exec.recover(recovery)?;
+        exec.publish_state(last_committed);
         Ok(exec)
     }
 
@@ -137,9 +138,10 @@ impl MicroBatchExecution {
         Ok(())
     }
 
-    fn recover(&mut self, recovery: Recovery) -> Result<()> {
-        match recovery {
-            Recovery::Fresh => {}
+    /// Restores what `recovery` says; returns the last committed batch.
+    fn recover(&mut self, recovery: Recovery) -> Result<Option<BatchId>> {
+        Ok(match recovery {
+            Recovery::Fresh => None,
             Recovery::Continue { last_committed } => {
                 let seq = self.ckpt.offsets().require(last_committed)?;
                 self.check_offsets_shape(&seq, last_committed)?;
@@ -154,6 +156,7 @@ impl MicroBatchExecution {
                 let ctx = self.batch_context(last_committed, seq.metadata.batch_timestamp_ms, seq.metadata.batch_watermark_ms);
                 let wm = self.watermark.current_ms();
                 self.pending_no_data = self.plan.should_run_another_batch(wm, &ctx);
+                Some(last_committed)
             }
             Recovery::Replay { batch_id } => {
                 let seq = self.ckpt.offsets().require(batch_id)?;
@@ -172,9 +175,9 @@ impl MicroBatchExecution {
                 }
                 tracing::info!(batch_id, "replaying batch {batch_id}: planned in the offset log but not committed");
                 self.replay = Some(seq);
+                batch_id.checked_sub(1)
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -86,13 +86,11 @@ pub trait StatefulOperator: Send {
     fn output_watermark(&self, input_ms: i64) -> Option<i64> {
         Some(input_ms)
     }
-    /// The rows this operator's state stands for, as the query would output them (an
-    /// aggregation: keys and finished aggregates, one row per state row, in order); `None`
-    /// when its state rows are shown as they are (`read_state`).
-    ///
-    /// # Errors
-    /// When the state frame does not have the operator's state schema.
-    fn finalize_state(&self, _state: &DataFrame) -> Option<Result<DataFrame>> {
+    /// What turns this operator's state rows into the rows they stand for, as the query
+    /// would output them (an aggregation: keys and finished aggregates, one row per state
+    /// row, in order); `None` when its state rows are shown as they are (`read_state`,
+    /// live state).
+    fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
         None
     }
     /// Called after [`restore`](Self::restore) loaded the states (to rebuild derived data).

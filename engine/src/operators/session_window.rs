@@ -184,8 +184,9 @@ impl StatefulOperator for SessionWindowAggregateExec {
         vec![&self.state]
     }
 
-    fn finalize_state(&self, state: &DataFrame) -> Option<Result<DataFrame>> {
-        Some(self.plan.finalize(state))
+    fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
+        let plan = self.plan.clone();
+        Some(std::sync::Arc::new(move |state: &DataFrame| plan.finalize(state)))
     }
 
     fn states_mut(&mut self) -> Vec<&mut KeyedState> {

@@ -217,16 +217,8 @@ impl StateReader {
         };
         let parts = store.load_partitions(&ckpt, batch + 1)?;
         let mut frames = Vec::new();
-        for (p, mut part) in parts.into_iter().enumerate() {
-            if let Some(op) = &finalize {
-                let mut shown = op.finalize_state(&part).expect("an operator with results")?;
-                for c in part.columns() {
-                    if !store.key_columns.iter().any(|k| k == c.name().as_str()) {
-                        shown.with_column(c.clone().with_name(format!("raw.{}", c.name()).into()))?;
-                    }
-                }
-                part = shown;
-            }
+        for (p, part) in parts.into_iter().enumerate() {
+            let mut part = super::view::show(&part, &store.key_columns, finalize.as_ref())?;
             let h = part.height();
             part.insert_column(0, Column::new_scalar("partition_id".into(), Scalar::from(p as u32), h))?;
             frames.push(part.lazy());
@@ -236,7 +228,7 @@ impl StateReader {
 
     /// The store to read, and the planned operator when the query was given and shows
     /// results.
-    fn resolve(&self, ckpt: &Checkpoint) -> Result<(StateStore, Option<Box<dyn crate::StatefulOperator>>)> {
+    fn resolve(&self, ckpt: &Checkpoint) -> Result<(StateStore, Option<super::StateFinalizer>)> {
         let partitions = partitions_of(ckpt)?;
         let stores = stores(ckpt)?;
         let info = stores
@@ -259,8 +251,7 @@ impl StateReader {
                     SluiceError::InvalidArgument(format!("operator {} has no store {}", self.operator, self.store))
                 })?;
                 store.partitions = partitions;
-                let shows_results = op.finalize_state(&store.empty()).is_some();
-                return Ok((store, shows_results.then_some(op)));
+                return Ok((store, op.state_finalizer()));
             }
         }
         Ok((self.inferred_store(ckpt, info, partitions)?, None))
