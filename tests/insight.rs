@@ -5,6 +5,7 @@
 #[path = "../examples/common/mod.rs"]
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sluice::prelude::*;
@@ -333,4 +334,182 @@ fn live_state_and_key_lookup_during_a_run_match_a_recomputation() {
     // and the same rows read at rest
     let at_rest = session.read_state(&ck).query(&df).load().unwrap();
     assert_eq!(sorted(at_rest).len(), 4);
+}
+
+/// Runs the sliding-window job of `case` with its late rows to a Parquet side output,
+/// restarting after every batch (the sink fails at the next one, which the restart
+/// replays as logged), then replays the last batch once more (its commit removed): returns
+/// the work folder, the output rows, the late rows and the final state.
+fn run_with_late_rows(case: &str) -> (tempfile::TempDir, BTreeMap<u64, String>, DataFrame, DataFrame) {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input(case, work.path());
+    let (out, ck, late) = (work.path().join("out"), work.path().join("ck"), work.path().join("late"));
+    let session = Session::new();
+    let run = |fail_at: Option<u64>| -> bool {
+        let o = out.clone();
+        let q = p02_job(&session, &input)
+            .write_stream()
+            .output_mode(OutputMode::Append)
+            .trigger(Trigger::AvailableNow)
+            .checkpoint_location(&ck)
+            .progress(ProgressDisplay::Off)
+            .with_late_rows("parquet", late.display())
+            .foreach_batch(move |df, id| {
+                if Some(id) == fail_at {
+                    return Err(SluiceError::User(format!("injected failure in batch {id}")));
+                }
+                common::write_batch_jsonl(&o, df, id)
+            })
+            .start()
+            .unwrap();
+        q.await_termination().is_ok()
+    };
+    let mut k = 1;
+    while !run(Some(k)) {
+        k += 1;
+    }
+    // the last batch once more: its commit lost, it is replayed
+    let last = std::fs::read_dir(ck.join("commits"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap();
+    std::fs::remove_file(ck.join("commits").join(last.to_string())).unwrap();
+    assert!(run(None));
+    let rows = sluice::connectors::read_output(&late).unwrap();
+    let state = session.read_state(&ck).query(&p02_job(&session, &input)).load().unwrap();
+    (work, common::read_batch_files(&out).unwrap(), rows, state)
+}
+
+type Group = (String, i64); // (sensor, window start µs)
+
+/// Every (input row, window) pair of `case` is counted in exactly one place: an emitted
+/// window, a window still in state, or the late-rows output, which names each dropped
+/// pair once, with a window end at or before the watermark it failed.
+fn late_rows_are_exactly_the_dropped_rows(case: &str) -> usize {
+    let (work, out, late, state) = run_with_late_rows(case);
+    let (slide, width) = (300_000_000i64, 600_000_000i64);
+    let mut input: BTreeMap<Group, i64> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(work.path().join("in")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let t = rfc3339_us(v["ts"].as_str().unwrap());
+            let s1 = t - t.rem_euclid(slide);
+            for start in [s1, s1 - slide] {
+                *input.entry((v["sensor"].as_str().unwrap().to_string(), start)).or_default() += 1;
+            }
+        }
+    }
+    let mut counted: BTreeMap<Group, i64> = BTreeMap::new();
+    for text in out.values() {
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let start = rfc3339_us(&format!("{}Z", v["window"]["start"].as_str().unwrap().trim_end_matches('Z')));
+            *counted.entry((v["sensor"].as_str().unwrap().to_string(), start)).or_default() += v["n"].as_i64().unwrap();
+        }
+    }
+    // what was emitted is Spark's output
+    let mut spark: BTreeMap<Group, i64> = BTreeMap::new();
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases").join(case).join("expected.jsonl");
+    for line in std::fs::read_to_string(expected).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *spark.entry((v["sensor"].as_str().unwrap().to_string(), rfc3339_us(v["window_start"].as_str().unwrap()))).or_default() +=
+            v["n"].as_i64().unwrap();
+    }
+    assert_eq!(counted, spark, "{case}: the emitted windows are Spark's");
+    let state = state.lazy().with_column(col("window").struct_().field_by_name("start").cast(DataType::Int64).alias("start")).collect().unwrap();
+    for i in 0..state.height() {
+        let g = (
+            state.column("sensor").unwrap().str().unwrap().get(i).unwrap().to_string(),
+            state.column("start").unwrap().i64().unwrap().get(i).unwrap(),
+        );
+        *counted.entry(g).or_default() += state.column("n").unwrap().i64().unwrap().get(i).unwrap();
+    }
+    let mut dropped: BTreeMap<Group, i64> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    if late.height() > 0 {
+        let names: Vec<String> = late.get_column_names().iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["batch_id", "operator_id", "operator", "watermark", "event_time", "window_start", "window_end", "row"]);
+        let us = |c: &str, i: usize| late.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(i).unwrap();
+        for i in 0..late.height() {
+            let row: serde_json::Value = serde_json::from_str(late.column("row").unwrap().str().unwrap().get(i).unwrap()).unwrap();
+            let (start, end, wm, et) = (us("window_start", i), us("window_end", i), us("watermark", i), us("event_time", i));
+            assert!(end <= wm, "a late row's window ends after the watermark it failed");
+            assert_eq!(end - start, width);
+            assert!(start <= et && et < end);
+            assert_eq!(late.column("operator").unwrap().str().unwrap().get(i), Some("StreamingAggregateExec"));
+            let sensor = row["sensor"].as_str().unwrap().to_string();
+            assert!(seen.insert((sensor.clone(), start, row.to_string())), "late row written twice: {row}");
+            *dropped.entry((sensor, start)).or_default() += 1;
+        }
+    }
+    for (g, n) in &input {
+        let c = counted.get(g).copied().unwrap_or(0);
+        let d = dropped.get(g).copied().unwrap_or(0);
+        assert_eq!(c + d, *n, "{case}: window {g:?}: {c} counted + {d} late != {n} input rows");
+    }
+    assert!(dropped.keys().all(|g| input.contains_key(g)));
+    late.height()
+}
+
+#[test]
+fn late_rows_of_p01_and_p02_are_exactly_the_dropped_rows_across_restarts() {
+    // p01's handmade rows: the 00:02 row arrives late but its windows are still open
+    assert_eq!(late_rows_are_exactly_the_dropped_rows("p01_handmade"), 0);
+    assert!(late_rows_are_exactly_the_dropped_rows("p02_sliding_append") > 0);
+}
+
+/// Deduplication's late rows go to a foreach-style side output with the operator, the
+/// watermark and the event time; the progress counter still counts them.
+#[test]
+fn dedup_late_rows_reach_a_foreach_side_output() {
+    let session = Session::new();
+    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
+    let sink = seen.clone();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .progress(ProgressDisplay::Off)
+        .with_late_rows_foreach(move |rows, id| {
+            sink.lock().unwrap().push((id, rows.clone()));
+            Ok(())
+        })
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    let minute = 60_000_000i64;
+    let frame = |ids: &[&str], minutes: &[i64]| {
+        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
+            .unwrap()
+            .lazy()
+            .with_column(col("t").cast(common::ts()))
+            .collect()
+            .unwrap()
+    };
+    stream.add_data(frame(&["a", "b"], &[10, 20])).unwrap();
+    query.process_all_available().unwrap();
+    // the watermark is now 19 minutes: "c" at 5 minutes is late
+    stream.add_data(frame(&["c", "d"], &[5, 30])).unwrap();
+    query.process_all_available().unwrap();
+    let dropped: u64 = query.recent_progress().iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+    query.stop().unwrap();
+    assert_eq!(dropped, 1);
+    let seen = seen.lock().unwrap();
+    let late: Vec<&(u64, DataFrame)> = seen.iter().filter(|(_, d)| d.height() > 0).collect();
+    assert_eq!(late.len(), 1, "{seen:?}");
+    let (batch, rows) = late[0];
+    let row: serde_json::Value = serde_json::from_str(rows.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(row["id"], "c");
+    assert_eq!(rows.column("batch_id").unwrap().u64().unwrap().get(0), Some(*batch));
+    assert_eq!(rows.column("operator").unwrap().str().unwrap().get(0), Some("StreamingDeduplicateExec"));
+    let us = |c: &str| rows.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("event_time"), Some(5 * minute));
+    assert_eq!(us("watermark"), Some(19 * minute));
+    assert_eq!(us("window_start"), None);
 }

@@ -37,6 +37,13 @@ pub struct DataStreamWriter {
     warnings: Vec<String>,
     /// The `path` option as given (for `explain`, without marking it read).
     path: Option<String>,
+    /// The late-rows side output: a sink, or a file format and path.
+    late_rows: Option<LateRows>,
+}
+
+enum LateRows {
+    Sink(Box<dyn Sink>),
+    File { format: String, path: String },
 }
 
 impl DataStreamWriter {
@@ -54,6 +61,7 @@ impl DataStreamWriter {
             clock: Arc::new(crate::time::SystemClock),
             warnings: Vec::new(),
             path: None,
+            late_rows: None,
         }
     }
     /// The output mode (default append).
@@ -95,6 +103,25 @@ impl DataStreamWriter {
         F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
     {
         self.sink(Box::new(ForeachBatchSink::new(f)))
+    }
+    /// Writes every input row a watermark drops (aggregation, session window,
+    /// deduplication, stream-stream join, an event-time timeout of groups-with-state) to
+    /// a side output: the file sink `format` (`parquet`, `json`, `csv`) at `path`, with
+    /// its manifest, so that each batch's late rows are there exactly once across
+    /// restarts. Columns and what one late row is: [`crate::operators::late`]. The
+    /// progress counters (`numRowsDroppedByWatermark`) still count them.
+    pub fn with_late_rows(mut self, format: &str, path: impl ToString) -> Self {
+        self.late_rows = Some(LateRows::File { format: format.to_string(), path: path.to_string() });
+        self
+    }
+    /// As [`with_late_rows`](Self::with_late_rows), calling `f(late_rows, batch_id)` for
+    /// every batch (also with no rows); a replayed batch calls it again with the same rows.
+    pub fn with_late_rows_foreach<F>(mut self, f: F) -> Self
+    where
+        F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
+    {
+        self.late_rows = Some(LateRows::Sink(Box::new(ForeachBatchSink::new(f))));
+        self
     }
     /// The query name (also the memory sink's table name).
     pub fn query_name(mut self, name: &str) -> Self {
@@ -177,12 +204,23 @@ impl DataStreamWriter {
             None => Checkpoint::in_memory()?,
         };
         let sink = self.sink.take().ok_or_else(|| SluiceError::Internal("no sink".into()))?;
+        let late_rows = match self.late_rows.take() {
+            None => None,
+            Some(LateRows::Sink(s)) => Some(s),
+            Some(LateRows::File { format, path }) => {
+                let provider = self.df.session().sink_provider(&format).ok_or_else(|| {
+                    SluiceError::InvalidArgument(format!("unknown sink format {format:?} for the late rows"))
+                })?;
+                Some(provider.create(&Options::from_pairs([("path", path)]))?)
+            }
+        };
         crate::execution::start(QuerySpec {
             conf: self.df.session().conf_snapshot(),
             plan: self.df.plan().clone(),
             output_mode: self.output_mode,
             trigger: self.trigger,
             sink,
+            late_rows,
             name: self.query_name,
             checkpoint,
             progress: self.progress,

@@ -50,6 +50,7 @@ impl MicroBatchExecution {
             output_mode: mode,
             trigger,
             mut sink,
+            late_rows,
             name,
             checkpoint: ckpt,
             progress,
@@ -91,6 +92,10 @@ impl MicroBatchExecution {
         let sources = physical.sources.iter().map(|p| p.create()).collect::<Result<Vec<_>>>()?;
         let source_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
         sink.initialize(&SinkContext { query_id: meta.id.clone(), output_mode: mode })?;
+        let mut late_sink = late_rows;
+        if let Some(s) = &mut late_sink {
+            s.initialize(&SinkContext { query_id: meta.id.clone(), output_mode: crate::OutputMode::Append })?;
+        }
         let n_sources = sources.len();
         let watermark = WatermarkTracker::new(physical.watermarks.clone(), conf.use_max_policy);
         let mut exec = MicroBatchExecution {
@@ -103,6 +108,7 @@ impl MicroBatchExecution {
             source_schemas,
             plan: physical,
             sink,
+            late_sink,
             mode,
             trigger,
             conf,

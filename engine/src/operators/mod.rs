@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod dedup;
 pub mod group_state;
 pub mod join;
+pub mod late;
 pub mod session_window;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,12 @@ pub trait StatefulOperator: Send {
     }
     /// Metrics of the last batch.
     fn progress(&self) -> StateOperatorProgress;
+    /// The input rows the last [`process`](Self::process) dropped as late, taken (a
+    /// second call returns nothing): frames of the operator's input columns plus the
+    /// columns of [`late`] (event time, window). A join returns one frame per side.
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        Vec::new()
+    }
     /// The watermark of this operator's output given its input watermark `input_ms`
     /// (Spark 3.5's `produceOutputWatermark`): the event time below which it emits no row,
     /// which the next stateful operator downstream judges late rows and evicts by. By

@@ -271,7 +271,7 @@ impl PhysicalPlan {
     }
 
     /// Each stateful operator's context in a batch whose global watermarks are `batch`'s.
-    fn operator_contexts(&self, batch: &BatchContext) -> Vec<BatchContext> {
+    pub fn operator_contexts(&self, batch: &BatchContext) -> Vec<BatchContext> {
         let per_op = |global: Option<i64>| -> Vec<Option<i64>> {
             match global {
                 // Spark: an operator without an input watermark still gets 0.
