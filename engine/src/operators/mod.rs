@@ -100,6 +100,12 @@ pub trait StatefulOperator: Send {
     fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
         None
     }
+    /// For explaining a batch: every (input row, window) pair of `inputs` with its event
+    /// time and window, as [`late`] columns (an aggregation by an event-time key; `None`
+    /// for other operators, whose rows are their inputs as they are).
+    fn explain_rows(&self, _inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
+        None
+    }
     /// Called after [`restore`](Self::restore) loaded the states (to rebuild derived data).
     fn restored(&mut self) {}
 

@@ -74,6 +74,11 @@ pub struct PhysicalPlan {
     pub operator_event_time: Vec<Vec<(String, i64)>>,
     /// The number of state partitions.
     pub partitions: usize,
+    /// When set, [`execute`](Self::execute) keeps each stateful operator's input frames
+    /// in [`captured_inputs`](Self::captured_inputs) (explaining a batch).
+    pub capture_inputs: bool,
+    /// The input frames of each stateful operator in the last batch, when captured.
+    pub captured_inputs: Vec<Vec<DataFrame>>,
 }
 
 struct Planner {
@@ -123,6 +128,8 @@ impl PhysicalPlan {
             warnings: vec![],
             operator_event_time: vec![],
             partitions,
+            capture_inputs: false,
+            captured_inputs: vec![],
         };
         let mut p = Planner { plan: empty, counts: OperatorCounts::default(), mode, partitions, problems: vec![] };
         p.plan.root = p.node(logical)?;
@@ -315,6 +322,12 @@ impl PhysicalPlan {
                 let mut frames = Vec::with_capacity(children.len());
                 for c in children {
                     frames.push(self.eval(c, inputs, ctx, stats)?.collect()?);
+                }
+                if self.capture_inputs {
+                    if self.captured_inputs.len() < self.operators.len() {
+                        self.captured_inputs.resize(self.operators.len(), Vec::new());
+                    }
+                    self.captured_inputs[*op] = frames.clone();
                 }
                 self.operators[*op].process(frames, &ctx[*op])?.lazy()
             }

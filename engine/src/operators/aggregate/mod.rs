@@ -758,6 +758,12 @@ impl StatefulOperator for StreamingAggregateExec {
         vec![&self.state]
     }
 
+    fn explain_rows(&self, inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
+        let (key, input) = (self.watermarked()?, inputs.first()?);
+        // every pair: "late" at a watermark no event time reaches
+        Some(self.plan.late_rows(input, key, i64::MAX / 2000))
+    }
+
     fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
         let plan = self.plan.clone();
         Some(std::sync::Arc::new(move |state: &DataFrame| plan.finalize(state)))
