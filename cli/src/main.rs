@@ -47,10 +47,27 @@ struct Cli {
 enum Command {
     /// Runs a streaming Spark SQL query and prints or writes each micro-batch.
     #[command(after_help = EXAMPLE)]
-    Sql(SqlArgs),
+    Sql(Box<SqlArgs>),
+    /// Re-runs one batch of a `sluice sql` checkpoint read-only and explains it: why each
+    /// output row was emitted, what became of each input row (late, still in state).
+    Explain(ExplainArgs),
 }
 
 #[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// The checkpoint of a `sluice sql --checkpoint DIR` run (it holds the query).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The batch to explain.
+    #[arg(long)]
+    batch: u64,
+}
+
+/// Where `sluice sql` keeps its arguments in the checkpoint, so that `sluice explain`
+/// can rebuild the query.
+const STORED_QUERY: &str = "sluice_sql.json";
+
+#[derive(clap::Args, Debug, serde::Serialize, serde::Deserialize)]
 struct SqlArgs {
     /// The query, in Spark SQL (SELECT ... FROM <views> ...).
     query: String,
@@ -97,7 +114,8 @@ struct SqlArgs {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sql(args) => run_sql(args),
+        Command::Sql(args) => run_sql(*args),
+        Command::Explain(args) => run_explain(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -141,7 +159,8 @@ fn parse_schema(text: &str) -> anyhow::Result<Schema> {
     Ok(Schema::from_iter(fields))
 }
 
-fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
+/// Builds the query of `args`: its session and streaming frame.
+fn build_query(args: &SqlArgs) -> anyhow::Result<(Session, StreamingDataFrame)> {
     let session = Session::new();
     let mut schemas = BTreeMap::new();
     for s in &args.schemas {
@@ -208,11 +227,21 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
     }
 
     let query = session.sql(&args.query)?.into_stream().context("the query must read at least one --source")?;
+    Ok((session, query))
+}
+
+fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
+    let (_session, query) = build_query(&args)?;
     let mode: OutputMode = args.mode.parse()?;
     let checkpoint = match &args.checkpoint {
         Some(c) => c.clone(),
         None => std::env::temp_dir().join(format!("sluice-sql-{}", std::process::id())),
     };
+    if args.checkpoint.is_some() {
+        // The query and its sources, for `sluice explain` (outside the checkpoint's logs).
+        std::fs::create_dir_all(&checkpoint)?;
+        std::fs::write(checkpoint.join(STORED_QUERY), serde_json::to_string_pretty(&args)?)?;
+    }
     let mut writer = query
         .write_stream()
         .output_mode(mode)
@@ -236,6 +265,52 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&checkpoint);
     }
     Ok(())
+}
+
+/// `sluice explain`: rebuilds the query `sluice sql` stored in the checkpoint, re-runs the
+/// batch read-only, prints why, and checks the replay against a file sink's batch.
+fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let stored = args.checkpoint.join(STORED_QUERY);
+    let text = std::fs::read_to_string(&stored).with_context(|| {
+        format!("{} holds no query: explain works on checkpoints of `sluice sql --checkpoint DIR` (a Rust program calls sluice::engine::explain_batch)", stored.display())
+    })?;
+    let sql: SqlArgs = serde_json::from_str(&text).with_context(|| format!("reading {}", stored.display()))?;
+    let (_session, query) = build_query(&sql)?;
+    let mode: OutputMode = sql.mode.parse()?;
+    let explained = sluice::engine::explain_batch(&query, mode, &args.checkpoint, args.batch)?;
+    print!("{}", explained.to_text());
+    if let Some((_, dir)) = sql.sink.split_once(':') {
+        let rows = sink_batch(std::path::Path::new(dir), args.batch)?;
+        match rows {
+            Some(rows) => {
+                explained.verify(&rows)?;
+                println!("the replay equals the sink's batch {} ({} rows)", args.batch, rows.height());
+            }
+            None => println!("the sink holds no batch {}", args.batch),
+        }
+    }
+    Ok(())
+}
+
+/// The rows a file sink holds for `batch` (its manifest entry's files), if any.
+fn sink_batch(out: &std::path::Path, batch: u64) -> anyhow::Result<Option<DataFrame>> {
+    let Some(entry) = sluice::connectors::read_manifest(out)?.into_iter().find(|e| e.batch_id == batch) else {
+        return Ok(None);
+    };
+    // A copy of just this entry and its files, read as a sink output.
+    let tmp = std::env::temp_dir().join(format!("sluice-explain-{}-{batch}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // as the copy's batch 0 (a manifest starts at 0)
+    let entry_path = sluice::connectors::manifest_entry_path(out, batch);
+    let copy = sluice::connectors::manifest_entry_path(&tmp, 0);
+    std::fs::create_dir_all(copy.parent().context("a manifest folder")?)?;
+    std::fs::copy(&entry_path, &copy)?;
+    for f in &entry.files {
+        std::fs::copy(out.join(&f.path), tmp.join(&f.path))?;
+    }
+    let rows = sluice::connectors::read_output(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Some(rows?))
 }
 
 /// A Kafka view: `HOST:PORT/TOPIC`, each record's value parsed as JSON with `schema`.
