@@ -61,6 +61,10 @@ struct ExplainArgs {
     /// The batch to explain.
     #[arg(long)]
     batch: u64,
+    /// Only the rows matching this Spark SQL predicate over the query's columns (output
+    /// rows) and the sources' columns (input rows), e.g. "channel = '#en.wikipedia'".
+    #[arg(long = "where")]
+    filter: Option<String>,
 }
 
 /// Where `sluice sql` keeps its arguments in the checkpoint, so that `sluice explain`
@@ -275,10 +279,14 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
         format!("{} holds no query: explain works on checkpoints of `sluice sql --checkpoint DIR` (a Rust program calls sluice::engine::explain_batch)", stored.display())
     })?;
     let sql: SqlArgs = serde_json::from_str(&text).with_context(|| format!("reading {}", stored.display()))?;
-    let (_session, query) = build_query(&sql)?;
+    let (session, query) = build_query(&sql)?;
     let mode: OutputMode = sql.mode.parse()?;
     let explained = sluice::engine::explain_batch(&query, mode, &args.checkpoint, args.batch)?;
-    print!("{}", explained.to_text());
+    let shown = match &args.filter {
+        None => explained.clone(),
+        Some(w) => filtered(&session, &sql, &explained, w)?,
+    };
+    print!("{}", shown.to_text());
     if let Some((_, dir)) = sql.sink.split_once(':') {
         let rows = sink_batch(std::path::Path::new(dir), args.batch)?;
         match rows {
@@ -290,6 +298,48 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `explained` with only the output rows and input rows matching `predicate` (Spark
+/// SQL): the output through a static view, the input rows decoded from their JSON with
+/// the sources' `--schema` columns.
+fn filtered(
+    session: &Session,
+    sql: &SqlArgs,
+    explained: &sluice::engine::BatchExplanation,
+    predicate: &str,
+) -> anyhow::Result<sluice::engine::BatchExplanation> {
+    let mut out = explained.clone();
+    let select = |name: &str, df: &DataFrame| -> anyhow::Result<DataFrame> {
+        df.create_or_replace_temp_view(session, name)?;
+        let r = session.sql(&format!("SELECT * FROM {name} WHERE {predicate}"))?.into_static()?;
+        session.drop_temp_view(name);
+        Ok(r)
+    };
+    out.output = select("explained_output", &explained.output).with_context(|| format!("--where {predicate} on the output rows"))?;
+    let mut schema = Schema::default();
+    for s in &sql.schemas {
+        let (_, cols) = split_named(s, "--schema")?;
+        for (n, t) in parse_schema(cols)?.iter() {
+            if !schema.contains(n) && !explained.rows.schema().contains(n) {
+                schema.with_column(n.clone(), t.clone());
+            }
+        }
+    }
+    if explained.rows.height() > 0 && !schema.is_empty() {
+        let names: Vec<PlSmallStr> = explained.rows.get_column_names().into_iter().cloned().collect();
+        let decoded = explained
+            .rows
+            .clone()
+            .lazy()
+            .with_column(sluice::connectors::from_json(col("row"), &schema)?.alias("__input"))
+            .unnest(by_name(["__input"], true, false), None)
+            .collect()?;
+        let kept = select("explained_rows", &decoded).with_context(|| format!("--where {predicate} on the input rows"))?;
+        out.rows = kept.select(names)?;
+    }
+    println!("(only rows where {predicate})");
+    Ok(out)
 }
 
 /// The rows a file sink holds for `batch` (its manifest entry's files), if any.

@@ -56,6 +56,19 @@ fn explain_replays_each_batch_of_a_sluice_sql_checkpoint() {
         assert!(stdout.contains(&format!("the replay equals the sink's batch {n}")), "{stdout}");
         assert!(!stdout.contains("-- emitted"), "emitted rows are listed as output");
     }
+    // --where keeps the rows of one channel, in the output and among the input rows
+    let last = (batches - 1).to_string();
+    let (ok, all, err) = sluice(&["explain", "--checkpoint", &ck.display().to_string(), "--batch", &last]);
+    assert!(ok, "{err}");
+    let (ok, some, err) =
+        sluice(&["explain", "--checkpoint", &ck.display().to_string(), "--batch", &last, "--where", "channel = '#en.wikipedia'"]);
+    assert!(ok, "{err}");
+    assert!(some.starts_with("(only rows where channel = '#en.wikipedia')"), "{some}");
+    let rows = |t: &str| t.lines().filter(|l| l.starts_with("  {")).count();
+    assert!(rows(&some) < rows(&all), "{some}");
+    for l in some.lines().filter(|l| l.starts_with("  {")) {
+        assert!(l.contains("#en.wikipedia"), "{l}");
+    }
     let (ok, _, err) = sluice(&["explain", "--checkpoint", &work.join("in").display().to_string(), "--batch", "0"]);
     assert!(!ok && err.contains("holds no query"), "{err}");
     let _ = std::fs::remove_dir_all(&work);
