@@ -586,3 +586,65 @@ fn explain_batch_reproduces_every_batch_of_p01_and_p05_and_names_each_rule() {
         assert_eq!(listing(&ck), before, "explaining a batch wrote to the checkpoint");
     }
 }
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// The HTTP endpoint answers while the query runs: the list of queries, Spark's progress
+/// JSON, and the state by key as JSON rows; it stops with the query.
+#[test]
+fn the_http_endpoint_answers_while_the_query_runs() {
+    let session = Session::new();
+    let schema = common::schema(&[("user", DataType::String), ("v", DataType::Int64)]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).group_by([col("user")]).agg([len().alias("n"), col("v").sum().alias("total")]);
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Update)
+        .format("memory")
+        .query_name("per_user")
+        .option("sluice.http.port", 0)
+        .progress(ProgressDisplay::Off)
+        .start()
+        .unwrap();
+    assert!(query.warnings().is_empty(), "{:?}", query.warnings());
+    let port = query.http_port().unwrap();
+    stream.add_data(df!("user" => ["u1", "u2", "u1"], "v" => [1i64, 2, 3]).unwrap()).unwrap();
+    query.process_all_available().unwrap();
+
+    let (status, body) = http_get(port, "/queries");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["name"], "per_user");
+    assert_eq!(list[0]["stateBatchId"], 0);
+
+    let (status, body) = http_get(port, "/queries/per_user/progress");
+    assert_eq!(status, 200, "{body}");
+    let progress: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(progress["batchId"], 0);
+    assert_eq!(progress["numInputRows"], 3);
+
+    let (status, body) = http_get(port, "/queries/per_user/state?key=u1");
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(rows[0]["user"], "u1");
+    assert_eq!(rows[0]["n"], 2);
+    assert_eq!(rows[0]["total"], 4);
+    let (_, body) = http_get(port, "/queries/per_user/state");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
+    let (_, body) = http_get(port, "/queries/per_user/state?user=nobody");
+    assert_eq!(body, "[]");
+    assert_eq!(http_get(port, "/queries/nope/state").0, 404);
+    assert_eq!(http_get(port, "/queries/per_user/state?color=red").0, 400);
+    query.stop().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the endpoint stops with the query");
+}

@@ -48,6 +48,9 @@ enum Command {
     /// Runs a streaming Spark SQL query and prints or writes each micro-batch.
     #[command(after_help = EXAMPLE)]
     Sql(Box<SqlArgs>),
+    /// As `sql`, with the HTTP endpoint on (`--http-port`, default 8080): the query's
+    /// progress and its state by key, while it runs.
+    Serve(Box<SqlArgs>),
     /// Re-runs one batch of a `sluice sql` checkpoint read-only and explains it: why each
     /// output row was emitted, what became of each input row (late, still in state).
     Explain(ExplainArgs),
@@ -113,12 +116,22 @@ struct SqlArgs {
     /// Print one progress line per batch on stderr.
     #[arg(long)]
     progress: bool,
+    /// Serve GET /queries, /queries/<name>/progress and /queries/<name>/state?key=.. on
+    /// 127.0.0.1:PORT while the query runs (`sluice serve`: 8080 by default).
+    #[arg(long, value_name = "PORT")]
+    #[serde(default)]
+    http_port: Option<u16>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sql(args) => run_sql(*args),
+        Command::Serve(args) => {
+            let mut args = *args;
+            args.http_port.get_or_insert(8080);
+            run_sql(args)
+        }
         Command::Explain(args) => run_explain(args),
     };
     if let Err(e) = result {
@@ -256,6 +269,9 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
         Some((f, dir)) if ["parquet", "json", "csv"].contains(&f.to_lowercase().as_str()) => writer.format(f).option("path", dir),
         _ => bail!("--sink {:?}: console, parquet:DIR, json:DIR or csv:DIR", args.sink),
     };
+    if let Some(port) = args.http_port {
+        writer = writer.option("sluice.http.port", port).query_name("sql");
+    }
     if let Some(t) = &args.trigger {
         writer = writer.trigger(match t.to_lowercase().as_str() {
             "available-now" | "availablenow" => Trigger::AvailableNow,

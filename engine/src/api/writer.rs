@@ -194,6 +194,7 @@ impl DataStreamWriter {
             // Consumed by the engine itself, whatever the sink reads.
             self.options.mark_read("checkpointLocation");
             self.options.mark_read("queryName");
+            self.options.mark_read(crate::execution::http::HTTP_PORT_OPTION);
             if let Some(w) = self.options.unread_warning(&format!("the {name} sink"), provider.known_options()) {
                 self.warnings.push(w);
             }
@@ -214,7 +215,14 @@ impl DataStreamWriter {
                 Some(provider.create(&Options::from_pairs([("path", path)]))?)
             }
         };
-        crate::execution::start(QuerySpec {
+        let http_port = match self.options.get(crate::execution::http::HTTP_PORT_OPTION) {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                SluiceError::InvalidArgument(format!("option {}: {p:?} is not a port", crate::execution::http::HTTP_PORT_OPTION))
+            })?),
+            None => None,
+        };
+        let manager = self.df.session().streams().clone();
+        let query = crate::execution::start(QuerySpec {
             conf: self.df.session().conf_snapshot(),
             plan: self.df.plan().clone(),
             output_mode: self.output_mode,
@@ -226,7 +234,12 @@ impl DataStreamWriter {
             progress: self.progress,
             clock: self.clock,
             warnings: self.warnings,
-            manager: self.df.session().streams().clone(),
-        })
+            manager: manager.clone(),
+        })?;
+        if let Some(port) = http_port {
+            let bound = crate::execution::http::serve(manager, port, query.clone())?;
+            query.set_http_port(bound);
+        }
+        Ok(query)
     }
 }

@@ -5,6 +5,7 @@
 //! ([`listener`]).
 
 pub mod explain_batch;
+pub mod http;
 pub mod listener;
 pub mod manager;
 pub mod micro_batch;

@@ -32,6 +32,8 @@ struct QueryHandle {
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
     /// The outcome, once joined.
     result: Mutex<Option<Result<(), String>>>,
+    /// The HTTP endpoint's port, if any.
+    http_port: Mutex<Option<u16>>,
 }
 
 /// Starts the query `spec` on a new thread named `sluice-query-<name or id>`: plans and
@@ -65,6 +67,7 @@ pub fn start(spec: QuerySpec) -> Result<StreamingQuery> {
             bus: bus.clone(),
             thread: Mutex::new(None),
             result: Mutex::new(None),
+            http_port: Mutex::new(None),
         }),
     };
     manager.register(&query)?;
@@ -193,6 +196,26 @@ impl StreamingQuery {
         let mut shown = crate::state::view::show(frame, &st.key_columns, op.finalizer.as_ref())?;
         shown.insert_column(0, polars::prelude::Column::new("partition_id".into(), pids))?;
         Ok(shown)
+    }
+    /// The port of the query's HTTP endpoint (`sluice.http.port`; the bound one when 0
+    /// was asked), if it has one.
+    pub fn http_port(&self) -> Option<u16> {
+        *self.inner.http_port.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn set_http_port(&self, port: u16) {
+        *self.inner.http_port.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+    }
+    /// The key columns of store `store` of stateful operator `operator`.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for an operator or store the query does not have.
+    pub fn state_key_columns(&self, operator: usize, store: usize) -> Result<Vec<String>> {
+        let live = self.shared().live_state();
+        live.operators
+            .get(operator)
+            .and_then(|o| o.stores.get(store))
+            .map(|(s, _)| s.key_columns.clone())
+            .ok_or_else(|| SluiceError::InvalidArgument(format!("no store {store} of operator {operator}")))
     }
     /// The rows of [`state`](Self::state) whose key matches `key`: `(column, value)`
     /// pairs compared as text (see [`crate::state::view::lookup`]; `"key"` names the first
