@@ -648,3 +648,41 @@ fn the_http_endpoint_answers_while_the_query_runs() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the endpoint stops with the query");
 }
+
+/// `explain_batch` of a deduplication names the batch that first saw a duplicate's key
+/// (from the change feed), duplicates within the batch, and late rows.
+#[test]
+fn explain_batch_names_the_batch_that_saw_a_duplicate_key() {
+    let work = tempfile::tempdir().unwrap();
+    let ck = work.path().join("ck");
+    let session = Session::new();
+    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id"]).unwrap();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
+    let minute = 60_000_000i64;
+    let frame = |ids: &[&str], minutes: &[i64]| {
+        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
+            .unwrap()
+            .lazy()
+            .with_column(col("t").cast(common::ts()))
+            .collect()
+            .unwrap()
+    };
+    for rows in [frame(&["a", "b"], &[10, 11]), frame(&["x"], &[20]), frame(&["a", "c", "c", "z"], &[25, 26, 27, 1])] {
+        stream.add_data(rows).unwrap();
+        query.process_all_available().unwrap();
+    }
+    query.stop().unwrap();
+    let last = query.recent_progress().iter().filter(|p| p.num_input_rows == 4).map(|p| p.batch_id).next().unwrap();
+    let e = sluice::engine::explain_batch(&df, OutputMode::Append, &ck, last).unwrap();
+    let reasons: Vec<String> = e.rows.column("reason").unwrap().str().unwrap().iter().map(|r| r.unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("late: event time 1970-01-01T00:01:00")), "{reasons:?}");
+    assert!(reasons.contains(&r#"duplicate of key {"id":"a"} seen in batch 0"#.to_string()), "{reasons:?}");
+    assert!(reasons.contains(&r#"emitted: the first row of key {"id":"c"}"#.to_string()), "{reasons:?}");
+    assert!(reasons.contains(&format!(r#"duplicate of key {{"id":"c"}} seen earlier in batch {last}"#)), "{reasons:?}");
+    let batch_rows = table.batches().into_iter().find(|(b, _)| *b == last).map(|(_, d)| d).unwrap();
+    e.verify(&batch_rows).unwrap();
+}

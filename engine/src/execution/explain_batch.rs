@@ -14,8 +14,10 @@
 //! `late` (window end `E` at or before the watermark `W` of batch `N-1`), `emitted`
 //! (window end `E <= W`, the batch's watermark, in append mode; `key updated` in update
 //! mode; `in the complete result` in complete mode) or `in state` (window end `E > W`:
-//! not final yet); for other operators `late` rows and the rest as `passed to the
-//! operator`. Each output row gets a `reason` ([`BatchExplanation::output`]).
+//! not final yet); for a deduplication `late`, `emitted` (the first row of its key) or
+//! `duplicate` (of a key seen in batch `K`, found in the change feed, or earlier in this
+//! batch); for other operators (joins, groups-with-state) `late` rows and the rest as
+//! `passed to the operator`. Each output row gets a `reason` ([`BatchExplanation::output`]).
 
 use std::path::Path;
 
@@ -119,6 +121,75 @@ impl BatchExplanation {
     }
 }
 
+/// A deduplication's input rows (not late): the first of its key emitted, the others
+/// duplicates of a key seen in an earlier batch (found in the change feed) or earlier in
+/// this batch.
+#[allow(clippy::too_many_arguments)]
+fn dedup_rows(
+    ckpt: &sluice_checkpoint::Checkpoint,
+    batch: BatchId,
+    op_id: usize,
+    name: &str,
+    wm: i64,
+    input: &DataFrame,
+    late: &[DataFrame],
+    store: &crate::state::StateStore,
+    state: &DataFrame,
+) -> Result<DataFrame> {
+    let keys = &store.key_columns;
+    let key_of = |df: &DataFrame| -> Result<Vec<String>> { rows_as_json(&df.select(keys.iter().map(|k| k.as_str()))?) };
+    let late_rows: std::collections::HashSet<String> = late
+        .iter()
+        .map(|l| rows_as_json(&l.select(input.get_column_names().into_iter().cloned())?))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let rows = rows_as_json(input)?;
+    let mask: BooleanChunked = rows.iter().map(|r| !late_rows.contains(r)).collect();
+    let rest = input.filter(&mask)?;
+    let rest_keys = key_of(&rest)?;
+    let in_state: std::collections::HashSet<String> = key_of(state)?.into_iter().collect();
+    // the batch that first wrote each key still in state, from the change feed
+    let mut seen_in: std::collections::HashMap<String, BatchId> = Default::default();
+    let wanted: std::collections::HashSet<&String> = rest_keys.iter().filter(|k| in_state.contains(*k)).collect();
+    for b in (0..batch).rev() {
+        if wanted.iter().all(|k| seen_in.contains_key(*k)) {
+            break;
+        }
+        for p in 0..store.partitions {
+            let Ok(Some(delta)) = store.read_delta(ckpt, p, b + 1) else { continue };
+            let upserts = delta.filter(&!delta.column(crate::state::DELETED_COLUMN)?.bool()?.clone())?;
+            for k in key_of(&upserts)? {
+                if wanted.contains(&k) {
+                    seen_in.insert(k, b); // scanning backwards: the earliest batch wins
+                }
+            }
+        }
+    }
+    let mut first: std::collections::HashSet<String> = Default::default();
+    let (mut outcome, mut reason) = (Vec::new(), Vec::new());
+    for k in &rest_keys {
+        if in_state.contains(k) {
+            outcome.push("duplicate");
+            reason.push(match seen_in.get(k) {
+                Some(b) => format!("duplicate of key {k} seen in batch {b}"),
+                None => format!("duplicate of key {k} seen in an earlier batch"),
+            });
+        } else if !first.insert(k.clone()) {
+            outcome.push("duplicate");
+            reason.push(format!("duplicate of key {k} seen earlier in batch {batch}"));
+        } else {
+            outcome.push("emitted");
+            reason.push(format!("emitted: the first row of key {k}"));
+        }
+    }
+    let mut f = output_rows(batch, op_id, name, wm, &rest)?;
+    f.with_column(Column::new("outcome".into(), outcome))?;
+    f.with_column(Column::new("reason".into(), reason))?;
+    Ok(f)
+}
+
 fn ts(us: i64) -> String {
     ms_to_rfc3339(us.div_euclid(1000))
 }
@@ -169,6 +240,12 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
         watermark_for_eviction_ms: has_wm.then_some(wm),
         output_mode: mode,
     };
+    // each operator's state before the batch (version N), for the rules that need it
+    let before: Vec<Vec<(crate::state::StateStore, DataFrame)>> = plan
+        .operators
+        .iter()
+        .map(|op| op.states().iter().map(|s| (s.store().clone(), s.frame().clone())).collect())
+        .collect();
     let (output, _) = plan.execute(&inputs, &ctx)?;
     let contexts = plan.operator_contexts(&ctx);
 
@@ -252,7 +329,10 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
                     frames.push(f.lazy());
                 }
                 let passed: usize = op_inputs.iter().map(DataFrame::height).sum::<usize>() - late.iter().map(DataFrame::height).sum::<usize>();
-                if passed > 0 {
+                if passed > 0 && op.name() == "StreamingDeduplicateExec" {
+                    let (store, state) = &before[i][0];
+                    frames.push(dedup_rows(&ckpt, batch, i, op.name(), op_wm, &op_inputs[0], &late, store, state)?.lazy());
+                } else if passed > 0 {
                     for input in &op_inputs {
                         let mut f = output_rows(batch, i, op.name(), op_wm, input)?;
                         let n = f.height();
