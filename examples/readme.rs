@@ -208,9 +208,20 @@ let per_language = session.sql(
     Ok(())
 }
 
+/// README "Seeing inside a stream".
+fn seeing_inside(session: Session, counts: StreamingDataFrame) -> sluice::Result<()> {
+println!("{}", counts.explain(false)?);                       // planned in append mode, no sink yet
+println!("{}", counts.write_stream().output_mode(OutputMode::Update)
+    .format("parquet").option("path", "out").explain(true)?); // + schemas of every node and store
+let state = session.read_state("ckpt").operator(0).batch(3).query(&counts).load()?;
+let changes = session.read_state_changes("ckpt", 1, 3).operator(0).load()?;
+let stores = session.read_state_metadata("ckpt")?;
+    Ok(())
+}
+
 fn main() {
     println!(
-        "README snippets compiled here: twenty_lines, aggregations, sql, listeners_and_reading, joins, {}{}files_and_s3, arbitrary_state",
+        "README snippets compiled here: twenty_lines, aggregations, sql, seeing_inside, listeners_and_reading, joins, {}{}files_and_s3, arbitrary_state",
         if cfg!(feature = "kafka") { "kafka, " } else { "" },
         if cfg!(feature = "kinesis") { "kinesis, " } else { "" }
     );

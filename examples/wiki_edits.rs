@@ -107,5 +107,35 @@ fn main() -> anyhow::Result<()> {
         .collect()?;
     println!("\n        Top channels by edits:\n{top}");
     println!("\nOutput: {} (read it with any Parquet reader; trust only files listed in _sluice_metadata/)", out.display());
+
+    // Inside the stream: the plan, then the batch that emitted the most windows, re-run
+    // read-only from the checkpoint and explained.
+    println!("\nStep 6. The plan (query.explain):\n{}", query.explain(false));
+    let busiest = progress
+        .iter()
+        .max_by_key(|p| (p.sink.num_output_rows, std::cmp::Reverse(p.batch_id)))
+        .map(|p| p.batch_id)
+        .unwrap_or(0);
+    let explained = sluice::engine::explain_batch(&per_window, mode, &checkpoint, busiest)?;
+    let outcomes = explained
+        .rows
+        .clone()
+        .lazy()
+        .group_by([col("outcome")])
+        .agg([len().alias("edit x window pairs")])
+        .sort(["outcome"], Default::default())
+        .collect()?;
+    println!("Step 7. The busiest batch, {busiest}, explained (sluice::engine::explain_batch):\n{outcomes}");
+    let text = explained.to_text();
+    let lines: Vec<&str> = text.lines().collect();
+    for l in lines.iter().take(8) {
+        println!("        {l}");
+    }
+    if lines.len() > 8 {
+        println!("        ... ({} more lines; late rows and open windows below the output)", lines.len() - 8);
+    }
+    for l in lines.iter().filter(|l| l.contains("-- late:")).take(3) {
+        println!("        {l}");
+    }
     Ok(())
 }

@@ -47,10 +47,34 @@ struct Cli {
 enum Command {
     /// Runs a streaming Spark SQL query and prints or writes each micro-batch.
     #[command(after_help = EXAMPLE)]
-    Sql(SqlArgs),
+    Sql(Box<SqlArgs>),
+    /// As `sql`, with the HTTP endpoint on (`--http-port`, default 8080): the query's
+    /// progress and its state by key, while it runs.
+    Serve(Box<SqlArgs>),
+    /// Re-runs one batch of a `sluice sql` checkpoint read-only and explains it: why each
+    /// output row was emitted, what became of each input row (late, still in state).
+    Explain(ExplainArgs),
 }
 
 #[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// The checkpoint of a `sluice sql --checkpoint DIR` run (it holds the query).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The batch to explain.
+    #[arg(long)]
+    batch: u64,
+    /// Only the rows matching this Spark SQL predicate over the query's columns (output
+    /// rows) and the sources' columns (input rows), e.g. "channel = '#en.wikipedia'".
+    #[arg(long = "where")]
+    filter: Option<String>,
+}
+
+/// Where `sluice sql` keeps its arguments in the checkpoint, so that `sluice explain`
+/// can rebuild the query.
+const STORED_QUERY: &str = "sluice_sql.json";
+
+#[derive(clap::Args, Debug, serde::Serialize, serde::Deserialize)]
 struct SqlArgs {
     /// The query, in Spark SQL (SELECT ... FROM <views> ...).
     query: String,
@@ -92,12 +116,23 @@ struct SqlArgs {
     /// Print one progress line per batch on stderr.
     #[arg(long)]
     progress: bool,
+    /// Serve GET /queries, /queries/<name>/progress and /queries/<name>/state?key=.. on
+    /// 127.0.0.1:PORT while the query runs (`sluice serve`: 8080 by default).
+    #[arg(long, value_name = "PORT")]
+    #[serde(default)]
+    http_port: Option<u16>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sql(args) => run_sql(args),
+        Command::Sql(args) => run_sql(*args),
+        Command::Serve(args) => {
+            let mut args = *args;
+            args.http_port.get_or_insert(8080);
+            run_sql(args)
+        }
+        Command::Explain(args) => run_explain(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -141,7 +176,8 @@ fn parse_schema(text: &str) -> anyhow::Result<Schema> {
     Ok(Schema::from_iter(fields))
 }
 
-fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
+/// Builds the query of `args`: its session and streaming frame.
+fn build_query(args: &SqlArgs) -> anyhow::Result<(Session, StreamingDataFrame)> {
     let session = Session::new();
     let mut schemas = BTreeMap::new();
     for s in &args.schemas {
@@ -208,11 +244,21 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
     }
 
     let query = session.sql(&args.query)?.into_stream().context("the query must read at least one --source")?;
+    Ok((session, query))
+}
+
+fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
+    let (_session, query) = build_query(&args)?;
     let mode: OutputMode = args.mode.parse()?;
     let checkpoint = match &args.checkpoint {
         Some(c) => c.clone(),
         None => std::env::temp_dir().join(format!("sluice-sql-{}", std::process::id())),
     };
+    if args.checkpoint.is_some() {
+        // The query and its sources, for `sluice explain` (outside the checkpoint's logs).
+        std::fs::create_dir_all(&checkpoint)?;
+        std::fs::write(checkpoint.join(STORED_QUERY), serde_json::to_string_pretty(&args)?)?;
+    }
     let mut writer = query
         .write_stream()
         .output_mode(mode)
@@ -223,6 +269,9 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
         Some((f, dir)) if ["parquet", "json", "csv"].contains(&f.to_lowercase().as_str()) => writer.format(f).option("path", dir),
         _ => bail!("--sink {:?}: console, parquet:DIR, json:DIR or csv:DIR", args.sink),
     };
+    if let Some(port) = args.http_port {
+        writer = writer.option("sluice.http.port", port).query_name("sql");
+    }
     if let Some(t) = &args.trigger {
         writer = writer.trigger(match t.to_lowercase().as_str() {
             "available-now" | "availablenow" => Trigger::AvailableNow,
@@ -236,6 +285,98 @@ fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&checkpoint);
     }
     Ok(())
+}
+
+/// `sluice explain`: rebuilds the query `sluice sql` stored in the checkpoint, re-runs the
+/// batch read-only, prints why, and checks the replay against a file sink's batch.
+fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let stored = args.checkpoint.join(STORED_QUERY);
+    let text = std::fs::read_to_string(&stored).with_context(|| {
+        format!("{} holds no query: explain works on checkpoints of `sluice sql --checkpoint DIR` (a Rust program calls sluice::engine::explain_batch)", stored.display())
+    })?;
+    let sql: SqlArgs = serde_json::from_str(&text).with_context(|| format!("reading {}", stored.display()))?;
+    let (session, query) = build_query(&sql)?;
+    let mode: OutputMode = sql.mode.parse()?;
+    let explained = sluice::engine::explain_batch(&query, mode, &args.checkpoint, args.batch)?;
+    let shown = match &args.filter {
+        None => explained.clone(),
+        Some(w) => filtered(&session, &sql, &explained, w)?,
+    };
+    print!("{}", shown.to_text());
+    if let Some((_, dir)) = sql.sink.split_once(':') {
+        let rows = sink_batch(std::path::Path::new(dir), args.batch)?;
+        match rows {
+            Some(rows) => {
+                explained.verify(&rows)?;
+                println!("the replay equals the sink's batch {} ({} rows)", args.batch, rows.height());
+            }
+            None => println!("the sink holds no batch {}", args.batch),
+        }
+    }
+    Ok(())
+}
+
+/// `explained` with only the output rows and input rows matching `predicate` (Spark
+/// SQL): the output through a static view, the input rows decoded from their JSON with
+/// the sources' `--schema` columns.
+fn filtered(
+    session: &Session,
+    sql: &SqlArgs,
+    explained: &sluice::engine::BatchExplanation,
+    predicate: &str,
+) -> anyhow::Result<sluice::engine::BatchExplanation> {
+    let mut out = explained.clone();
+    let select = |name: &str, df: &DataFrame| -> anyhow::Result<DataFrame> {
+        df.create_or_replace_temp_view(session, name)?;
+        let r = session.sql(&format!("SELECT * FROM {name} WHERE {predicate}"))?.into_static()?;
+        session.drop_temp_view(name);
+        Ok(r)
+    };
+    out.output = select("explained_output", &explained.output).with_context(|| format!("--where {predicate} on the output rows"))?;
+    let mut schema = Schema::default();
+    for s in &sql.schemas {
+        let (_, cols) = split_named(s, "--schema")?;
+        for (n, t) in parse_schema(cols)?.iter() {
+            if !schema.contains(n) && !explained.rows.schema().contains(n) {
+                schema.with_column(n.clone(), t.clone());
+            }
+        }
+    }
+    if explained.rows.height() > 0 && !schema.is_empty() {
+        let names: Vec<PlSmallStr> = explained.rows.get_column_names().into_iter().cloned().collect();
+        let decoded = explained
+            .rows
+            .clone()
+            .lazy()
+            .with_column(sluice::connectors::from_json(col("row"), &schema)?.alias("__input"))
+            .unnest(by_name(["__input"], true, false), None)
+            .collect()?;
+        let kept = select("explained_rows", &decoded).with_context(|| format!("--where {predicate} on the input rows"))?;
+        out.rows = kept.select(names)?;
+    }
+    println!("(only rows where {predicate})");
+    Ok(out)
+}
+
+/// The rows a file sink holds for `batch` (its manifest entry's files), if any.
+fn sink_batch(out: &std::path::Path, batch: u64) -> anyhow::Result<Option<DataFrame>> {
+    let Some(entry) = sluice::connectors::read_manifest(out)?.into_iter().find(|e| e.batch_id == batch) else {
+        return Ok(None);
+    };
+    // A copy of just this entry and its files, read as a sink output.
+    let tmp = std::env::temp_dir().join(format!("sluice-explain-{}-{batch}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // as the copy's batch 0 (a manifest starts at 0)
+    let entry_path = sluice::connectors::manifest_entry_path(out, batch);
+    let copy = sluice::connectors::manifest_entry_path(&tmp, 0);
+    std::fs::create_dir_all(copy.parent().context("a manifest folder")?)?;
+    std::fs::copy(&entry_path, &copy)?;
+    for f in &entry.files {
+        std::fs::copy(out.join(&f.path), tmp.join(&f.path))?;
+    }
+    let rows = sluice::connectors::read_output(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Some(rows?))
 }
 
 /// A Kafka view: `HOST:PORT/TOPIC`, each record's value parsed as JSON with `schema`.

@@ -59,7 +59,7 @@ pub use connector::{
 };
 pub use error::{Result, SluiceError};
 pub use execution::{
-    ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, StreamingQuery,
+    explain_batch, BatchExplanation, ProgressDisplay, QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, StreamingQuery,
     StreamingQueryListener, StreamingQueryManager, StreamingQueryProgress,
 };
 pub use operators::group_state::{GroupKey, GroupState, GroupStateTimeout};

@@ -198,6 +198,18 @@ impl StreamingDataFrame {
     pub fn group_by<E: AsRef<[Expr]>>(&self, keys: E) -> GroupedStreamingDataFrame {
         GroupedStreamingDataFrame { df: self.clone(), keys: keys.as_ref().to_vec() }
     }
+    /// The logical and physical plan as text (Spark's `explain()`; see
+    /// [`crate::plan::explain`]): planned in Append output mode with the session's state
+    /// partitions, the sink not yet known (the writer's and the running query's
+    /// [`explain`](crate::DataStreamWriter::explain) show both). `extended` adds the output
+    /// schema of every logical node and the state schema of every store. Analysis problems
+    /// that would make `start()` fail in Append mode are listed at the end.
+    ///
+    /// # Errors
+    /// When an expression does not type-check.
+    pub fn explain(&self, extended: bool) -> Result<String> {
+        crate::plan::explain::explain_query(&self.plan, OutputMode::Append, self.session.state_partitions(), None, "<not started>", extended)
+    }
     /// Starts describing where and how results are written (Spark's `writeStream`).
     ///
     /// # Examples

@@ -155,6 +155,40 @@ impl EngineSession {
     pub(crate) fn source_format(&self, name: &str) -> Option<Arc<dyn SourceFormat>> {
         self.inner.source_formats.read().expect("lock").get(&name.to_ascii_lowercase()).cloned()
     }
+    /// `sluice.state.partitions` as set, else the default (a checkpoint pins its own at
+    /// its first batch).
+    pub fn state_partitions(&self) -> usize {
+        self.conf(crate::execution::CONF_STATE_PARTITIONS)
+            .and_then(|v| v.parse().ok())
+            .filter(|p| *p > 0)
+            .unwrap_or(crate::state::DEFAULT_STATE_PARTITIONS)
+    }
+    /// Reads the state of a checkpoint at rest as a data frame (Spark 4.0's `statestore`
+    /// reader): `session.read_state("ckpt").operator(0).batch(3).load()?`. Read-only: the
+    /// query need not run, nothing is written. See [`crate::state::reader`].
+    pub fn read_state(&self, checkpoint: impl Into<std::path::PathBuf>) -> crate::state::StateReader {
+        crate::state::StateReader::new(checkpoint.into(), None)
+    }
+    /// The change feed of a store over batches `from..=to`: each key written (`update`)
+    /// or removed (`delete`) by each batch, from the delta files. Pick the operator with
+    /// `.operator(id)`, then `.load()`.
+    pub fn read_state_changes(
+        &self,
+        checkpoint: impl Into<std::path::PathBuf>,
+        from: sluice_checkpoint::BatchId,
+        to: sluice_checkpoint::BatchId,
+    ) -> crate::state::StateReader {
+        crate::state::StateReader::new(checkpoint.into(), Some((from, to)))
+    }
+    /// The operators, stores, partitions and readable batches of a checkpoint (Spark's
+    /// `state-metadata` source), one row per store.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] when `checkpoint` is not one; checkpoint errors.
+    pub fn read_state_metadata(&self, checkpoint: impl AsRef<std::path::Path>) -> Result<polars::prelude::DataFrame> {
+        let ckpt = crate::state::reader::open_checkpoint(checkpoint.as_ref())?;
+        crate::state::reader::metadata(&ckpt)
+    }
     /// A snapshot of the configuration.
     pub fn conf_snapshot(&self) -> BTreeMap<String, String> {
         self.inner.conf.read().expect("lock").clone()

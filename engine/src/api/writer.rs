@@ -39,6 +39,15 @@ pub struct DataStreamWriter {
     progress: ProgressDisplay,
     clock: Arc<dyn Clock>,
     warnings: Vec<String>,
+    /// The `path` option as given (for `explain`, without marking it read).
+    path: Option<String>,
+    /// The late-rows side output: a sink, or a file format and path.
+    late_rows: Option<LateRows>,
+}
+
+enum LateRows {
+    Sink(Box<dyn Sink>),
+    File { format: String, path: String },
 }
 
 impl DataStreamWriter {
@@ -55,6 +64,8 @@ impl DataStreamWriter {
             progress: ProgressDisplay::Lines,
             clock: Arc::new(crate::time::SystemClock),
             warnings: Vec::new(),
+            path: None,
+            late_rows: None,
         }
     }
     /// The output mode (default append).
@@ -81,6 +92,9 @@ impl DataStreamWriter {
         if key.eq_ignore_ascii_case("checkpointLocation") {
             self.checkpoint = Some(CheckpointLocation::Dir(PathBuf::from(&value)));
         }
+        if key.eq_ignore_ascii_case("path") {
+            self.path = Some(value.clone());
+        }
         self.options.set(key, value);
         self
     }
@@ -96,6 +110,25 @@ impl DataStreamWriter {
         F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
     {
         self.sink(Box::new(ForeachBatchSink::new(f)))
+    }
+    /// Writes every input row a watermark drops (aggregation, session window,
+    /// deduplication, stream-stream join, an event-time timeout of groups-with-state) to
+    /// a side output: the file sink `format` (`parquet`, `json`, `csv`) at `path`, with
+    /// its manifest, so that each batch's late rows are there exactly once across
+    /// restarts. Columns and what one late row is: [`crate::operators::late`]. The
+    /// progress counters (`numRowsDroppedByWatermark`) still count them.
+    pub fn with_late_rows(mut self, format: &str, path: impl ToString) -> Self {
+        self.late_rows = Some(LateRows::File { format: format.to_string(), path: path.to_string() });
+        self
+    }
+    /// As [`with_late_rows`](Self::with_late_rows), calling `f(late_rows, batch_id)` for
+    /// every batch (also with no rows); a replayed batch calls it again with the same rows.
+    pub fn with_late_rows_foreach<F>(mut self, f: F) -> Self
+    where
+        F: FnMut(&DataFrame, u64) -> Result<()> + Send + 'static,
+    {
+        self.late_rows = Some(LateRows::Sink(Box::new(ForeachBatchSink::new(f))));
+        self
     }
     /// The query name (also the memory sink's table name).
     pub fn query_name(mut self, name: &str) -> Self {
@@ -137,6 +170,30 @@ impl DataStreamWriter {
         self.clock = clock;
         self
     }
+    /// The query's plan as text, as [`StreamingDataFrame::explain`] with this writer's
+    /// output mode and sink (a sink instance's description, else the format and its
+    /// `path` option); the analysis problems `start()` would fail with are listed last.
+    ///
+    /// # Errors
+    /// When an expression does not type-check.
+    pub fn explain(&self, extended: bool) -> Result<String> {
+        let sink_name = match (&self.sink, &self.format) {
+            (Some(s), _) => s.description(),
+            (None, Some(f)) => match &self.path {
+                Some(p) => format!("{f}[{p}]"),
+                None => f.clone(),
+            },
+            (None, None) => "<no sink>".into(),
+        };
+        crate::plan::explain::explain_query(
+            self.df.plan(),
+            self.output_mode,
+            self.df.session().state_partitions(),
+            self.sink.as_deref(),
+            &sink_name,
+            extended,
+        )
+    }
     /// Analyses the query and starts it on a new thread.
     ///
     /// # Errors
@@ -173,23 +230,47 @@ impl DataStreamWriter {
             // Consumed by the engine itself, whatever the sink reads.
             self.options.mark_read("checkpointLocation");
             self.options.mark_read("queryName");
+            self.options.mark_read(crate::execution::http::HTTP_PORT_OPTION);
             if let Some(w) = self.options.unread_warning(&format!("the {name} sink"), provider.known_options()) {
                 self.warnings.push(w);
             }
         }
         let sink = self.sink.take().ok_or_else(|| SluiceError::Internal("no sink".into()))?;
-        crate::execution::start(QuerySpec {
+        let late_rows = match self.late_rows.take() {
+            None => None,
+            Some(LateRows::Sink(s)) => Some(s),
+            Some(LateRows::File { format, path }) => {
+                let provider = self.df.session().sink_provider(&format).ok_or_else(|| {
+                    SluiceError::InvalidArgument(format!("unknown sink format {format:?} for the late rows"))
+                })?;
+                Some(provider.create(&Options::from_pairs([("path", path)]))?)
+            }
+        };
+        let http_port = match self.options.get(crate::execution::http::HTTP_PORT_OPTION) {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                SluiceError::InvalidArgument(format!("option {}: {p:?} is not a port", crate::execution::http::HTTP_PORT_OPTION))
+            })?),
+            None => None,
+        };
+        let manager = self.df.session().streams().clone();
+        let query = crate::execution::start(QuerySpec {
             conf: self.df.session().conf_snapshot(),
             plan: self.df.plan().clone(),
             output_mode: self.output_mode,
             trigger: self.trigger,
             sink,
+            late_rows,
             name: self.query_name,
             checkpoint,
             progress: self.progress,
             clock: self.clock,
             warnings: self.warnings,
-            manager: self.df.session().streams().clone(),
-        })
+            manager: manager.clone(),
+        })?;
+        if let Some(port) = http_port {
+            let bound = crate::execution::http::serve(manager, port, query.clone())?;
+            query.set_http_port(bound);
+        }
+        Ok(query)
     }
 }

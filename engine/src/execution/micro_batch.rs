@@ -47,6 +47,8 @@ pub struct MicroBatchExecution {
     pub(super) source_schemas: Vec<SchemaRef>,
     pub(super) plan: PhysicalPlan,
     pub(super) sink: Box<dyn Sink>,
+    /// The late-rows side output, if any.
+    pub(super) late_sink: Option<Box<dyn Sink>>,
     pub(super) mode: OutputMode,
     pub(super) trigger: Trigger,
     pub(super) conf: PinnedConf,
@@ -93,6 +95,45 @@ impl MicroBatchExecution {
             watermark_for_eviction_ms: has_wm.then_some(batch_wm),
             output_mode: self.mode,
         }
+    }
+
+    /// Takes the rows each operator dropped as late in the batch just run; the side
+    /// output's frame when there is a side output.
+    fn late_rows(&mut self, ctx: &BatchContext) -> Result<Option<DataFrame>> {
+        let wanted = self.late_sink.is_some();
+        let contexts = self.plan.operator_contexts(ctx);
+        let mut frames = Vec::new();
+        for (i, op) in self.plan.operators.iter_mut().enumerate() {
+            for rows in op.take_late_rows() {
+                if wanted && rows.height() > 0 {
+                    let wm = contexts[i].watermark_for_late_events_ms.unwrap_or(0);
+                    frames.push(crate::operators::late::output_rows(ctx.batch_id, i, op.name(), wm, &rows)?.lazy());
+                }
+            }
+        }
+        if !wanted {
+            return Ok(None);
+        }
+        if frames.is_empty() {
+            return Ok(Some(DataFrame::empty_with_schema(&crate::operators::late::output_schema())));
+        }
+        Ok(Some(concat(frames, UnionArgs::default())?.collect()?))
+    }
+
+    /// Publishes every operator's state (as committed after `batch`) for
+    /// [`StreamingQuery::state`](crate::StreamingQuery::state).
+    pub(super) fn publish_state(&self, batch: Option<BatchId>) {
+        let operators = self
+            .plan
+            .operators
+            .iter()
+            .map(|op| super::shared::LiveOperator {
+                name: op.name().to_string(),
+                stores: op.states().iter().map(|s| (s.store().clone(), s.frame().clone())).collect(),
+                finalizer: op.state_finalizer(),
+            })
+            .collect();
+        self.shared.publish_state(super::shared::LiveState { batch_id: batch, operators });
     }
 
     /// Runs batches until the trigger says stop, `stop()` is called, or a batch fails.
@@ -188,10 +229,16 @@ impl MicroBatchExecution {
         // 4 + 5. execute and write
         let t = Instant::now();
         let (out, stats) = self.plan.execute(&inputs, &ctx)?;
+        let late = self.late_rows(&ctx)?;
         // The sink's files are outside the checkpoint: a run that lost the checkpoint to
         // a newer one must not write them.
         self.ckpt.ensure_owner()?;
         self.sink.add_batch(n, &out)?;
+        if let (Some(sink), Some(late)) = (&mut self.late_sink, late) {
+            // Before the commit, as the sink's: a replayed batch finds it in the side
+            // output's manifest (the same late rows: the batch is deterministic).
+            sink.add_batch(n, &late)?;
+        }
         durations.insert("addBatch".into(), t.elapsed().as_millis() as u64);
 
         // 6 + 7. state, then the commit log
@@ -213,6 +260,7 @@ impl MicroBatchExecution {
                 state_deltas,
             },
         )?;
+        self.publish_state(Some(n));
         for (i, end) in seq.offsets.iter().enumerate() {
             if let Some(end) = end {
                 let ctx = SourceContext { checkpoint: &self.ckpt, index: i };

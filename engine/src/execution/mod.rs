@@ -4,6 +4,8 @@
 //! the session's queries and listener bus ([`manager`]) and the listener events
 //! ([`listener`]).
 
+pub mod explain_batch;
+pub mod http;
 pub mod listener;
 pub mod manager;
 pub mod micro_batch;
@@ -14,6 +16,7 @@ pub mod shared;
 pub mod spec;
 
 pub use listener::{QueryIdleEvent, QueryProgressEvent, QueryStartedEvent, QueryTerminatedEvent, StreamingQueryListener};
+pub use explain_batch::{explain_batch, BatchExplanation};
 pub use manager::StreamingQueryManager;
 pub use micro_batch::MicroBatchExecution;
 pub use progress::{ProgressDisplay, SinkProgress, SourceProgress, StreamingQueryProgress};

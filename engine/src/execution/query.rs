@@ -60,6 +60,8 @@ struct QueryHandle {
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
     /// The outcome, once joined.
     result: Mutex<Option<Result<(), String>>>,
+    /// The HTTP endpoint's port, if any.
+    http_port: Mutex<Option<u16>>,
 }
 
 /// Starts the query `spec` on a new thread named `sluice-query-<name or id>`: plans and
@@ -93,6 +95,7 @@ pub fn start(spec: QuerySpec) -> Result<StreamingQuery> {
             bus: bus.clone(),
             thread: Mutex::new(None),
             result: Mutex::new(None),
+            http_port: Mutex::new(None),
         }),
     };
     manager.register(&query)?;
@@ -178,6 +181,83 @@ impl StreamingQuery {
     /// panicked while the query ran.
     pub fn warnings(&self) -> Vec<String> {
         self.shared().state.lock().unwrap_or_else(|e| e.into_inner()).warnings.clone()
+    }
+    /// The query's plan as text (Spark's `StreamingQuery.explain()`): the logical plan
+    /// and the physical plan as planned at start, with the output mode and the sink (see
+    /// [`crate::plan::explain`]); `extended` adds schemas.
+    pub fn explain(&self, extended: bool) -> String {
+        let e = self.shared().explain.lock().unwrap_or_else(|e| e.into_inner());
+        if extended { e.1.clone() } else { e.0.clone() }
+    }
+    /// The last committed batch whose state [`state`](Self::state) shows (`None`: none
+    /// committed yet).
+    pub fn state_batch_id(&self) -> Option<u64> {
+        self.shared().live_state().batch_id
+    }
+    /// A snapshot of stateful operator `operator`'s state (plan order, the `op=` of
+    /// [`explain`](Self::explain)) as of the last committed batch, never a half-applied
+    /// one: `partition_id`, then the rows as [`read_state`](crate::EngineSession::read_state)
+    /// shows them given the query (an aggregation's results, then its raw partials as
+    /// `raw.<column>`). A join's left side; [`state_store`](Self::state_store) for its
+    /// right.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for an operator the query does not have.
+    pub fn state(&self, operator: usize) -> Result<polars::prelude::DataFrame> {
+        self.state_store(operator, 0)
+    }
+    /// As [`state`](Self::state), for store `store` of the operator (a join: 0 left, 1
+    /// right).
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for an operator or store the query does not have.
+    pub fn state_store(&self, operator: usize, store: usize) -> Result<polars::prelude::DataFrame> {
+        let live = self.shared().live_state();
+        let op = live.operators.get(operator).ok_or_else(|| {
+            SluiceError::InvalidArgument(format!("the query has {} stateful operators, not {}", live.operators.len(), operator + 1))
+        })?;
+        let (st, frame) = op
+            .stores
+            .get(store)
+            .ok_or_else(|| SluiceError::InvalidArgument(format!("operator {operator} ({}) has no store {store}", op.name)))?;
+        let pids: Vec<u32> = st.partition_ids(frame)?.into_iter().map(|p| p as u32).collect();
+        let mut shown = crate::state::view::show(frame, &st.key_columns, op.finalizer.as_ref())?;
+        shown.insert_column(0, polars::prelude::Column::new("partition_id".into(), pids))?;
+        Ok(shown)
+    }
+    /// The port of the query's HTTP endpoint (`sluice.http.port`; the bound one when 0
+    /// was asked), if it has one.
+    pub fn http_port(&self) -> Option<u16> {
+        *self.inner.http_port.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn set_http_port(&self, port: u16) {
+        *self.inner.http_port.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+    }
+    /// The key columns of store `store` of stateful operator `operator`.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] for an operator or store the query does not have.
+    pub fn state_key_columns(&self, operator: usize, store: usize) -> Result<Vec<String>> {
+        let live = self.shared().live_state();
+        live.operators
+            .get(operator)
+            .and_then(|o| o.stores.get(store))
+            .map(|(s, _)| s.key_columns.clone())
+            .ok_or_else(|| SluiceError::InvalidArgument(format!("no store {store} of operator {operator}")))
+    }
+    /// The rows of [`state`](Self::state) whose key matches `key`: `(column, value)`
+    /// pairs compared as text (see [`crate::state::view::lookup`]; `"key"` names the first
+    /// key column; a `window` matches on its start, e.g. `2024-03-01 08:30:00`). ksqlDB's
+    /// pull query.
+    ///
+    /// # Errors
+    /// As [`state`](Self::state); [`SluiceError::InvalidArgument`] for an unknown column.
+    pub fn state_lookup(&self, operator: usize, key: &[(&str, &str)]) -> Result<polars::prelude::DataFrame> {
+        let shown = self.state(operator)?;
+        let live = self.shared().live_state();
+        let keys = live.operators[operator].stores[0].0.key_columns.clone();
+        let key: Vec<(String, String)> = key.iter().map(|(c, v)| (c.to_string(), v.to_string())).collect();
+        crate::state::view::lookup(&shown, &keys, &key)
     }
     /// The progress of the last batch.
     pub fn last_progress(&self) -> Option<StreamingQueryProgress> {

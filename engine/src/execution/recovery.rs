@@ -50,6 +50,7 @@ impl MicroBatchExecution {
             output_mode: mode,
             trigger,
             mut sink,
+            late_rows,
             name,
             checkpoint: ckpt,
             progress,
@@ -60,6 +61,14 @@ impl MicroBatchExecution {
         let latest = ckpt.offsets().latest()?;
         let conf = PinnedConf::resolve(latest.as_ref().map(|(_, o)| o), &conf)?;
         let physical = PhysicalPlan::plan(&plan, mode, conf.partitions, sink.as_ref())?;
+        let explain = |extended| -> String {
+            let mut out = String::from("== Logical Plan ==\n");
+            out.push_str(&plan.tree_string(extended));
+            out.push_str("\n== Physical Plan ==\n");
+            out.push_str(&physical.tree_string(&sink.description(), mode, extended));
+            out
+        };
+        shared.set_explain(explain(false), explain(true));
 
         // A query that passed analysis owns the checkpoint from here on: a run still
         // writing to it stops at its next write (NotOwner), and the temporaries of killed
@@ -83,6 +92,10 @@ impl MicroBatchExecution {
         let sources = physical.sources.iter().map(|p| p.create()).collect::<Result<Vec<_>>>()?;
         let source_schemas: Vec<SchemaRef> = sources.iter().map(|s| s.schema()).collect();
         sink.initialize(&SinkContext { query_id: meta.id.clone(), output_mode: mode })?;
+        let mut late_sink = late_rows;
+        if let Some(s) = &mut late_sink {
+            s.initialize(&SinkContext { query_id: meta.id.clone(), output_mode: crate::OutputMode::Append })?;
+        }
         let n_sources = sources.len();
         let watermark = WatermarkTracker::new(physical.watermarks.clone(), conf.use_max_policy);
         let mut exec = MicroBatchExecution {
@@ -95,6 +108,7 @@ impl MicroBatchExecution {
             source_schemas,
             plan: physical,
             sink,
+            late_sink,
             mode,
             trigger,
             conf,
@@ -113,7 +127,8 @@ impl MicroBatchExecution {
         for (i, s) in exec.sources.iter_mut().enumerate() {
             s.initialize(SourceContext { checkpoint: &exec.ckpt, index: i })?;
         }
-        exec.recover(recovery)?;
+        let last_committed = exec.recover(recovery)?;
+        exec.publish_state(last_committed);
         Ok(exec)
     }
 
@@ -129,9 +144,10 @@ impl MicroBatchExecution {
         Ok(())
     }
 
-    fn recover(&mut self, recovery: Recovery) -> Result<()> {
-        match recovery {
-            Recovery::Fresh => {}
+    /// Restores what `recovery` says; returns the last committed batch.
+    fn recover(&mut self, recovery: Recovery) -> Result<Option<BatchId>> {
+        Ok(match recovery {
+            Recovery::Fresh => None,
             Recovery::Continue { last_committed } => {
                 let seq = self.ckpt.offsets().require(last_committed)?;
                 self.check_offsets_shape(&seq, last_committed)?;
@@ -146,6 +162,7 @@ impl MicroBatchExecution {
                 let ctx = self.batch_context(last_committed, seq.metadata.batch_timestamp_ms, seq.metadata.batch_watermark_ms);
                 let wm = self.watermark.current_ms();
                 self.pending_no_data = self.plan.should_run_another_batch(wm, &ctx);
+                Some(last_committed)
             }
             Recovery::Replay { batch_id } => {
                 let seq = self.ckpt.offsets().require(batch_id)?;
@@ -164,9 +181,9 @@ impl MicroBatchExecution {
                 }
                 tracing::info!(batch_id, "replaying batch {batch_id}: planned in the offset log but not committed");
                 self.replay = Some(seq);
+                batch_id.checked_sub(1)
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -3,7 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use polars::prelude::DataFrame;
+
+use crate::state::{StateFinalizer, StateStore};
 use std::time::Duration;
 
 use super::progress::StreamingQueryProgress;
@@ -24,12 +28,38 @@ pub(super) struct SharedState {
     pub(super) terminated_event: Option<u64>,
 }
 
+/// One stateful operator's state as last committed (see [`LiveState`]).
+#[derive(Clone)]
+pub struct LiveOperator {
+    /// The operator's name, e.g. `StreamingAggregateExec`.
+    pub name: String,
+    /// Each store (a join has two) and its rows.
+    pub stores: Vec<(StateStore, DataFrame)>,
+    /// Shows an aggregation's rows as the query outputs them.
+    pub finalizer: Option<StateFinalizer>,
+}
+
+/// The state of every operator as of the last committed batch, published by the query
+/// thread after each commit (never a half-applied batch). Frames are cheap clones of the
+/// operators' own (Polars shares the column buffers).
+#[derive(Clone, Default)]
+pub struct LiveState {
+    /// The last committed batch (`None`: none yet).
+    pub batch_id: Option<u64>,
+    /// The operators, in plan order.
+    pub operators: Vec<LiveOperator>,
+}
+
 /// State shared between the handle and the query thread.
 #[derive(Default)]
 pub struct QueryShared {
     pub(super) stop: AtomicBool,
     pub(super) state: Mutex<SharedState>,
     pub(super) changed: Condvar,
+    /// `explain(false)` and `explain(true)` of the planned query.
+    pub(super) explain: Mutex<(String, String)>,
+    /// The operators' state as of the last commit.
+    pub(super) live: RwLock<Arc<LiveState>>,
 }
 
 impl QueryShared {
@@ -51,6 +81,15 @@ impl QueryShared {
         s.idle_checks += 1;
         s.status = "Waiting for data to arrive".into();
         self.changed.notify_all();
+    }
+    pub(crate) fn publish_state(&self, state: LiveState) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+    }
+    pub(crate) fn live_state(&self) -> Arc<LiveState> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub(crate) fn set_explain(&self, plain: String, extended: String) {
+        *self.explain.lock().unwrap_or_else(|e| e.into_inner()) = (plain, extended);
     }
     pub(crate) fn set_warnings(&self, warnings: Vec<String>) {
         self.state.lock().expect("query state lock").warnings = warnings;

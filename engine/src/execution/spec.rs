@@ -37,6 +37,8 @@ pub struct QuerySpec {
     pub trigger: Trigger,
     /// Where the rows go.
     pub sink: Box<dyn Sink>,
+    /// Where the rows dropped as late go (see [`crate::operators::late`]), if anywhere.
+    pub late_rows: Option<Box<dyn Sink>>,
     /// The query name, if set.
     pub name: Option<String>,
     /// The checkpoint.

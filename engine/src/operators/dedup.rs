@@ -165,6 +165,8 @@ pub struct StreamingDeduplicateExec {
     plan: DedupPlan,
     state: KeyedState,
     progress: StateOperatorProgress,
+    /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
+    late: Vec<DataFrame>,
 }
 
 impl StreamingDeduplicateExec {
@@ -179,7 +181,7 @@ impl StreamingDeduplicateExec {
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
         });
         let short = if plan.within_watermark_delay_ms.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
-        StreamingDeduplicateExec { plan, state, progress: StateOperatorProgress::new(short) }
+        StreamingDeduplicateExec { plan, state, progress: StateOperatorProgress::new(short), late: Vec::new() }
     }
 
     /// The state column whose event time evicts a key (none when the state is not
@@ -222,7 +224,14 @@ impl StatefulOperator for StreamingDeduplicateExec {
         let keys: Vec<Expr> = self.plan.keys.iter().map(|k| col(k.as_str())).collect();
         let mut kept = input.lazy().with_row_index(ROW, None).collect()?;
         let mut dropped = 0u64;
+        self.late.clear();
         if let Some(et) = &self.plan.event_time {
+            if let Some(wm) = ctx.watermark_for_late_events_ms {
+                let mask = EventTimeColumn::new(et.as_str()).at_or_before(&kept, wm)?;
+                if mask.any() {
+                    self.late.push(super::late::late_rows(&kept.drop(ROW)?, &mask, et)?);
+                }
+            }
             (kept, dropped) = EventTimeColumn::new(et.as_str()).drop_late(kept, ctx.watermark_for_late_events_ms)?;
         }
         let first = kept
@@ -273,5 +282,9 @@ impl StatefulOperator for StreamingDeduplicateExec {
 
     fn progress(&self) -> StateOperatorProgress {
         self.progress.clone()
+    }
+
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        std::mem::take(&mut self.late)
     }
 }

@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod dedup;
 pub mod group_state;
 pub mod join;
+pub mod late;
 pub mod session_window;
 
 use std::collections::BTreeMap;
@@ -79,12 +80,31 @@ pub trait StatefulOperator: Send {
     }
     /// Metrics of the last batch.
     fn progress(&self) -> StateOperatorProgress;
+    /// The input rows the last [`process`](Self::process) dropped as late, taken (a
+    /// second call returns nothing): frames of the operator's input columns plus the
+    /// columns of [`late`] (event time, window). A join returns one frame per side.
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        Vec::new()
+    }
     /// The watermark of this operator's output given its input watermark `input_ms`
     /// (Spark 3.5's `produceOutputWatermark`): the event time below which it emits no row,
     /// which the next stateful operator downstream judges late rows and evicts by. By
     /// default the input's; `None` when no output column is bound to event time.
     fn output_watermark(&self, input_ms: i64) -> Option<i64> {
         Some(input_ms)
+    }
+    /// What turns this operator's state rows into the rows they stand for, as the query
+    /// would output them (an aggregation: keys and finished aggregates, one row per state
+    /// row, in order); `None` when its state rows are shown as they are (`read_state`,
+    /// live state).
+    fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
+        None
+    }
+    /// For explaining a batch: every (input row, window) pair of `inputs` with its event
+    /// time and window, as [`late`] columns (an aggregation by an event-time key; `None`
+    /// for other operators, whose rows are their inputs as they are).
+    fn explain_rows(&self, _inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
+        None
     }
     /// Called after [`restore`](Self::restore) loaded the states (to rebuild derived data).
     fn restored(&mut self) {}

@@ -52,6 +52,8 @@ pub struct SessionWindowAggregateExec {
     gap_us: i64,
     state: KeyedState,
     progress: StateOperatorProgress,
+    /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
+    late: Vec<DataFrame>,
 }
 
 fn join_args(how: JoinType) -> JoinArgs {
@@ -89,7 +91,7 @@ impl SessionWindowAggregateExec {
             start,
             gap_us,
             state,
-            progress: StateOperatorProgress::new("sessionWindowStateStoreSaveExec"),
+            progress: StateOperatorProgress::new("sessionWindowStateStoreSaveExec"), late: Vec::new(),
         })
     }
 
@@ -184,6 +186,17 @@ impl StatefulOperator for SessionWindowAggregateExec {
         vec![&self.state]
     }
 
+    fn explain_rows(&self, inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
+        let (key, input) = (self.late_key()?, inputs.first()?);
+        // every pair: "late" at a watermark no event time reaches
+        Some(self.plan.late_rows(input, key, i64::MAX / 2000))
+    }
+
+    fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
+        let plan = self.plan.clone();
+        Some(std::sync::Arc::new(move |state: &DataFrame| plan.finalize(state)))
+    }
+
     fn states_mut(&mut self) -> Vec<&mut KeyedState> {
         vec![&mut self.state]
     }
@@ -192,6 +205,10 @@ impl StatefulOperator for SessionWindowAggregateExec {
         let input = inputs.pop().ok_or_else(|| SluiceError::Internal("session aggregate without input".into()))?;
         let (partial, dropped) =
             self.plan.partial_aggregate_on_time(&input, self.late_key(), ctx.watermark_for_late_events_ms)?;
+        self.late.clear();
+        if let (true, Some(key), Some(wm)) = (dropped > 0, self.late_key(), ctx.watermark_for_late_events_ms) {
+            self.late.push(self.plan.late_rows(&input, key, wm)?);
+        }
         let mut state_key = self.group_keys.clone();
         state_key.push(self.start.clone());
         let keys = cols(&self.group_keys);
@@ -237,5 +254,9 @@ impl StatefulOperator for SessionWindowAggregateExec {
 
     fn progress(&self) -> StateOperatorProgress {
         self.progress.clone()
+    }
+
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        std::mem::take(&mut self.late)
     }
 }

@@ -3,6 +3,7 @@
 //! (stateless Polars steps and the stateful operators) that each micro-batch executes.
 
 pub mod analysis;
+pub mod explain;
 pub mod logical;
 pub mod physical;
 

@@ -69,6 +69,16 @@ pub struct PhysicalPlan {
     pub n_stores: usize,
     /// Warnings of the sources (options nothing read).
     pub warnings: Vec<String>,
+    /// The watermarked columns (and their delays, ms) of each stateful operator's input,
+    /// in plan order (for `explain`).
+    pub operator_event_time: Vec<Vec<(String, i64)>>,
+    /// The number of state partitions.
+    pub partitions: usize,
+    /// When set, [`execute`](Self::execute) keeps each stateful operator's input frames
+    /// in [`captured_inputs`](Self::captured_inputs) (explaining a batch).
+    pub capture_inputs: bool,
+    /// The input frames of each stateful operator in the last batch, when captured.
+    pub captured_inputs: Vec<Vec<DataFrame>>,
 }
 
 struct Planner {
@@ -87,6 +97,26 @@ impl PhysicalPlan {
     /// [`SluiceError::Analysis`] with the first of Spark's analysis rules the query breaks;
     /// [`SluiceError::Polars`] when an expression does not type-check.
     pub fn plan(logical: &Arc<LogicalPlan>, mode: OutputMode, partitions: usize, sink: &dyn Sink) -> Result<Self> {
+        let (plan, problems) = Self::plan_unchecked(logical, mode, partitions, Some(sink))?;
+        if let Some(first) = problems.into_iter().next() {
+            return Err(SluiceError::analysis(first));
+        }
+        Ok(plan)
+    }
+
+    /// Plans `logical` as [`plan`](Self::plan) does, but returns the analysis problems
+    /// beside the plan instead of failing (`explain` shows them); without a `sink` the
+    /// sink's rules are not checked.
+    ///
+    /// # Errors
+    /// [`SluiceError::Polars`] when an expression does not type-check,
+    /// [`SluiceError::Analysis`] for an aggregation that cannot be planned at all.
+    pub fn plan_unchecked(
+        logical: &Arc<LogicalPlan>,
+        mode: OutputMode,
+        partitions: usize,
+        sink: Option<&dyn Sink>,
+    ) -> Result<(Self, Vec<String>)> {
         logical.schema()?; // type-check every expression first
         let empty = PhysicalPlan {
             root: PhysNode::Scan(0),
@@ -96,16 +126,96 @@ impl PhysicalPlan {
             operators: vec![],
             n_stores: 0,
             warnings: vec![],
+            operator_event_time: vec![],
+            partitions,
+            capture_inputs: false,
+            captured_inputs: vec![],
         };
         let mut p = Planner { plan: empty, counts: OperatorCounts::default(), mode, partitions, problems: vec![] };
         p.plan.root = p.node(logical)?;
         p.counts.stateful = p.plan.operators.len();
         p.problems.extend(analysis::combinations(logical, mode));
-        p.problems.extend(analysis::query(p.counts, mode, &sink.description(), sink.supports_output_mode(mode)));
-        if let Some(first) = p.problems.into_iter().next() {
-            return Err(SluiceError::analysis(first));
+        if let Some(sink) = sink {
+            p.problems.extend(analysis::query(p.counts, mode, &sink.description(), sink.supports_output_mode(mode)));
+        } else {
+            p.problems.extend(analysis::query(p.counts, mode, "the sink", true));
         }
-        Ok(p.plan)
+        Ok((p.plan, p.problems))
+    }
+
+    /// The physical plan as a text tree (see [`super::explain`]), under a
+    /// `WriteToMicroBatchDataSource` line naming `sink` and `mode`; `extended` adds each
+    /// store's state schema.
+    pub fn tree_string(&self, sink: &str, mode: OutputMode, extended: bool) -> String {
+        let mut out = String::new();
+        let line = format!("WriteToMicroBatchDataSource {sink}, outputMode {mode}");
+        let root: super::explain::TreeChild<'_> = Box::new(move |o: &mut String, p: &str| self.write_node(&self.root, o, p, extended));
+        super::explain::tree(&mut out, "", &line, vec![root]);
+        out
+    }
+
+    /// The line `explain` prints for stateful operator `op`.
+    pub fn describe_operator(&self, op: usize) -> String {
+        let o = &self.operators[op];
+        let desc = o.state_description();
+        let keys = match &desc["keys"] {
+            serde_json::Value::Array(a) => a.iter().map(|k| k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string())).collect::<Vec<_>>(),
+            _ => o.states().iter().flat_map(|s| s.store().key_columns.clone()).collect(),
+        };
+        let watermark = match self.operator_event_time.get(op).map(Vec::as_slice) {
+            Some([]) | None => "none".to_string(),
+            Some(w) => w
+                .iter()
+                .map(|(c, d)| format!("{c} delay {}", crate::time::interval::format_interval_ms(*d)))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        };
+        format!(
+            "{} op={op}, stores={:?}, keys=[{}], partitions={}, watermark={watermark}",
+            o.name(),
+            o.state_store_ids(),
+            keys.join(", "),
+            self.partitions
+        )
+    }
+
+    fn child<'a>(&'a self, n: &'a PhysNode, extended: bool) -> super::explain::TreeChild<'a> {
+        Box::new(move |o: &mut String, p: &str| self.write_node(n, o, p, extended))
+    }
+
+    fn write_node<'a>(&'a self, node: &'a PhysNode, out: &mut String, prefix: &str, extended: bool) {
+        type Child<'a> = super::explain::TreeChild<'a>;
+        let child = |n: &'a PhysNode| -> Child<'a> { self.child(n, extended) };
+        let list = |e: &[Expr]| format!("[{}]", e.iter().map(|e| super::explain::expr_text(e, extended)).collect::<Vec<_>>().join(", "));
+        let (line, children): (String, Vec<Child<'_>>) = match node {
+            PhysNode::Scan(i) => (format!("Scan {i} {}", self.sources[*i].description()), vec![]),
+            PhysNode::Select(input, e) => (format!("Project {}", list(e)), vec![child(input)]),
+            PhysNode::WithColumns(input, e) => (format!("WithColumns {}", list(e)), vec![child(input)]),
+            PhysNode::Filter(input, e) => (format!("Filter {e:?}"), vec![child(input)]),
+            PhysNode::Watermark(input, i) => {
+                let w = &self.watermarks[*i];
+                (format!("EventTimeWatermark {}, {}", w.column, crate::time::interval::format_interval_ms(w.delay_ms)), vec![child(input)])
+            }
+            PhysNode::StaticJoin(input, right, l, r, how) => {
+                (format!("StaticJoin {how:?} ({} rows), {} = {}", right.height(), list(l), list(r)), vec![child(input)])
+            }
+            PhysNode::Sort(input, by, d) => (format!("Sort {}, descending {d:?}", list(by)), vec![child(input)]),
+            PhysNode::Limit(input, n) => (format!("Limit {n}"), vec![child(input)]),
+            PhysNode::Stateful(inputs, op) => {
+                let mut line = self.describe_operator(*op);
+                if extended {
+                    for s in self.operators[*op].states() {
+                        line.push_str(&format!(
+                            ", state{}={}",
+                            s.store().store_id,
+                            super::explain::schema_text(&s.store().schema)
+                        ));
+                    }
+                }
+                (line, inputs.iter().map(child).collect())
+            }
+        };
+        super::explain::tree(out, prefix, &line, children);
     }
 
     /// Runs one batch over `inputs` (one frame per source, in [`sources`](Self::sources)
@@ -168,7 +278,7 @@ impl PhysicalPlan {
     }
 
     /// Each stateful operator's context in a batch whose global watermarks are `batch`'s.
-    fn operator_contexts(&self, batch: &BatchContext) -> Vec<BatchContext> {
+    pub fn operator_contexts(&self, batch: &BatchContext) -> Vec<BatchContext> {
         let per_op = |global: Option<i64>| -> Vec<Option<i64>> {
             match global {
                 // Spark: an operator without an input watermark still gets 0.
@@ -213,6 +323,12 @@ impl PhysicalPlan {
                 for c in children {
                     frames.push(self.eval(c, inputs, ctx, stats)?.collect()?);
                 }
+                if self.capture_inputs {
+                    if self.captured_inputs.len() < self.operators.len() {
+                        self.captured_inputs.resize(self.operators.len(), Vec::new());
+                    }
+                    self.captured_inputs[*op] = frames.clone();
+                }
                 self.operators[*op].process(frames, &ctx[*op])?.lazy()
             }
         })
@@ -220,8 +336,9 @@ impl PhysicalPlan {
 }
 
 impl Planner {
-    fn stateful(&mut self, children: Vec<PhysNode>, op: Box<dyn StatefulOperator>) -> PhysNode {
+    fn stateful(&mut self, children: Vec<PhysNode>, op: Box<dyn StatefulOperator>, inputs: &[&Arc<LogicalPlan>]) -> PhysNode {
         self.plan.operators.push(op);
+        self.plan.operator_event_time.push(inputs.iter().flat_map(|i| i.watermarks()).collect());
         PhysNode::Stateful(children, self.plan.operators.len() - 1)
     }
 
@@ -265,7 +382,7 @@ impl Planner {
                 } else {
                     Box::new(StreamingAggregateExec::new(agg, store, self.partitions, self.mode))
                 };
-                self.stateful(vec![inner], op)
+                self.stateful(vec![inner], op, &[input])
             }
             LogicalPlan::FlatMapGroupsWithState { input, spec } => {
                 let inner = self.node(input)?;
@@ -275,7 +392,7 @@ impl Planner {
                 self.problems.extend(analysis::groups_with_state(spec, self.mode, event_time.is_some()));
                 let store = self.next_store();
                 let op = FlatMapGroupsWithStateExec::new(spec.clone(), input_schema, event_time, store, self.partitions)?;
-                self.stateful(vec![inner], Box::new(op))
+                self.stateful(vec![inner], Box::new(op), &[input])
             }
             LogicalPlan::StaticJoin { input, right, left_on, right_on, how } => {
                 let inner = self.node(input)?;
@@ -301,7 +418,7 @@ impl Planner {
                 self.problems.extend(analysis::stream_stream_join(*how, self.mode, stateful_input, |left_side| {
                     op.side_watermark(left_side, 0).is_some()
                 }));
-                self.stateful(vec![l, r], Box::new(op))
+                self.stateful(vec![l, r], Box::new(op), &[left, right])
             }
             LogicalPlan::Sort { input, by, descending } => {
                 PhysNode::Sort(Box::new(self.node(input)?), by.clone(), descending.clone())
@@ -313,7 +430,7 @@ impl Planner {
                 self.problems.extend(analysis::deduplicate(*within_watermark, self.counts.aggregations > aggregations_before));
                 let plan = DedupPlan::new(input.schema()?, keys, *within_watermark, &input.watermarks())?;
                 let store = self.next_store();
-                self.stateful(vec![inner], Box::new(StreamingDeduplicateExec::new(plan, store, self.partitions)))
+                self.stateful(vec![inner], Box::new(StreamingDeduplicateExec::new(plan, store, self.partitions)), &[input])
             }
         })
     }

@@ -9,9 +9,13 @@
 //! ```
 
 pub mod keyed;
+pub mod reader;
 pub mod store;
+pub mod view;
 
 pub use keyed::KeyedState;
+pub use reader::{StateReader, StoreInfo};
+pub use view::StateFinalizer;
 pub use store::{
     check_layout, delta_of, StateStore, DEFAULT_SNAPSHOT_INTERVAL, DEFAULT_STATE_PARTITIONS, DELETED_COLUMN,
 };

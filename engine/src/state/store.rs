@@ -147,7 +147,7 @@ impl StateStore {
         Ok(bytes::Bytes::from(buf))
     }
 
-    fn decode(&self, ckpt: &Checkpoint, path: &object_store::path::Path, data: bytes::Bytes) -> Result<DataFrame> {
+    pub(crate) fn decode(&self, ckpt: &Checkpoint, path: &object_store::path::Path, data: bytes::Bytes) -> Result<DataFrame> {
         if data.is_empty() {
             return Err(corrupt(ckpt, path, "the file is empty (torn write?)".into()));
         }
@@ -228,6 +228,46 @@ impl StateStore {
         if version == 0 {
             return Ok(self.empty());
         }
+        let parts: Vec<LazyFrame> = self.load_partitions(ckpt, version)?.into_iter().map(|p| p.lazy()).collect();
+        let mut out = concat(parts, UnionArgs::default())?.collect()?;
+        out.rechunk_mut_par();
+        // Restore the declared column types (an empty IPC file round-trips them too, but
+        // be strict about order).
+        let names: Vec<PlSmallStr> = self.schema.iter_names().cloned().collect();
+        Ok(out.select(names)?)
+    }
+
+    /// Reads the delta file of `version` in `partition`, if the commit log lists one
+    /// (`None`: the version changed nothing there).
+    ///
+    /// # Errors
+    /// [`SluiceError::Checkpoint`] for a listed file that is missing or unreadable.
+    pub fn read_delta(&self, ckpt: &Checkpoint, partition: usize, version: u64) -> Result<Option<DataFrame>> {
+        if version == 0 {
+            return Ok(None);
+        }
+        let commit = ckpt.commits().require(version - 1)?;
+        if !commit.state_deltas.get(self.store_id).is_some_and(|l| l.contains(&partition)) {
+            return Ok(None);
+        }
+        let path = ckpt.paths().state_file(self.store_id, partition, version, StateFileKind::Delta);
+        let data = ckpt.get(&path)?.ok_or_else(|| {
+            SluiceError::Checkpoint(CheckpointError::Missing {
+                path: ckpt.display_path(&path),
+                reason: format!("commits/{} lists a state delta for partition {partition}", version - 1),
+            })
+        })?;
+        Ok(Some(self.decode(ckpt, &path, data)?))
+    }
+
+    /// The state at `version`, one frame per partition (see [`load`](Self::load)).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_partitions(&self, ckpt: &Checkpoint, version: u64) -> Result<Vec<DataFrame>> {
+        if version == 0 {
+            return Ok(vec![self.empty(); self.partitions]);
+        }
         let mut parts = Vec::with_capacity(self.partitions);
         let mut delta_lists: std::collections::HashMap<u64, Vec<usize>> = Default::default();
         for p in 0..self.partitions {
@@ -270,14 +310,9 @@ impl StateStore {
                 let delta = self.decode(ckpt, &path, data)?;
                 state = self.apply_delta(state, &delta)?;
             }
-            parts.push(state.lazy());
+            parts.push(state);
         }
-        let mut out = concat(parts, UnionArgs::default())?.collect()?;
-        out.rechunk_mut_par();
-        // Restore the declared column types (an empty IPC file round-trips them too, but
-        // be strict about order).
-        let names: Vec<PlSmallStr> = self.schema.iter_names().cloned().collect();
-        Ok(out.select(names)?)
+        Ok(parts)
     }
 
     /// Deletes state files no longer needed to load any version `>= keep_from`.

@@ -70,6 +70,21 @@ pub fn parse_interval_ms(s: &str) -> Result<i64> {
     Ok(parse_interval_micros(s)? / 1_000)
 }
 
+/// `ms` as a Spark interval string in its largest whole unit: `"10 minutes"`,
+/// `"1 second"`, `"0 seconds"`, `"1500 milliseconds"`.
+pub fn format_interval_ms(ms: i64) -> String {
+    let units = [(86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute"), (1000, "second")];
+    if ms == 0 {
+        return "0 seconds".into();
+    }
+    let (n, unit) = units
+        .iter()
+        .find(|(u, _)| ms % u == 0)
+        .map(|(u, name)| (ms / u, *name))
+        .unwrap_or((ms, "millisecond"));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

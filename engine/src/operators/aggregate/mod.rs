@@ -525,13 +525,11 @@ impl AggregatePlan {
         &self.combine_exprs
     }
 
-    /// Evaluates keys and the partial aggregates of `input`: one row per key. A window key
-    /// is computed as Spark's Expand: for each of the `ceil(length / slide)` windows a row
-    /// may fall in, a copy of the input keyed by that window's start (Int64 µs), keeping
-    /// the rows the window contains; rows with a null event time get no window. A session
-    /// key is the row's event time (Int64 µs, the start of its own session) and the rows
-    /// get a last column [`SESSION_END`] = start + gap (µs).
-    pub fn partial_aggregate(&self, input: &DataFrame) -> Result<DataFrame> {
+    /// The rows [`partial_aggregate`](Self::partial_aggregate) groups: the input with the
+    /// key columns, one copy per window a row falls in (a window key: its start, Int64
+    /// µs), a session key as the row's event time (Int64 µs); rows without event time
+    /// left out.
+    fn expand(&self, input: &DataFrame) -> Result<LazyFrame> {
         let mut lf = input.clone().lazy();
         if !self.key_exprs.is_empty() {
             lf = lf.with_columns(self.key_exprs.clone());
@@ -559,10 +557,54 @@ impl AggregatePlan {
                 concat(copies, UnionArgs::default())?
             };
         }
-        let mut aggs = self.partial_exprs.clone();
         if let Some(s) = &self.session {
             let ts = micros(s.spec.time.clone());
             lf = lf.with_column(ts.alias(s.name.as_str())).filter(col(s.name.as_str()).is_not_null());
+        }
+        Ok(lf)
+    }
+
+    /// The input rows that [`partial_aggregate_on_time`](Self::partial_aggregate_on_time)
+    /// drops as late, as [`crate::operators::late`] defines them: a row per window (or
+    /// session) whose end is at or before `late_watermark_ms`, with its event time and
+    /// window.
+    ///
+    /// # Errors
+    /// As `partial_aggregate`.
+    pub fn late_rows(&self, input: &DataFrame, key: &EventTimeColumn, late_watermark_ms: i64) -> Result<DataFrame> {
+        use crate::operators::late::{EVENT_TIME, WINDOW_END, WINDOW_START};
+        let mut lf = self.expand(input)?;
+        let (event_time, window) = match (&self.window, &self.session) {
+            (Some(w), _) => (col(TS), Some((col(w.name.as_str()), col(w.name.as_str()) + lit(w.spec.duration_us)))),
+            (_, Some(s)) => {
+                let end = col(s.name.as_str()) + lit(s.spec.gap_us);
+                lf = lf.with_column(end.clone().alias(SESSION_END));
+                (col(s.name.as_str()), Some((col(s.name.as_str()), end)))
+            }
+            _ => (micros(col(key.column.as_str())), None),
+        };
+        let expanded = lf.collect()?;
+        let mask = key.at_or_before(&expanded, late_watermark_ms)?;
+        let late = expanded.filter(&mask)?;
+        let mut exprs: Vec<Expr> = input.get_column_names().iter().map(|c| col(c.as_str())).collect();
+        exprs.push(event_time.alias(EVENT_TIME));
+        if let Some((start, end)) = window {
+            exprs.push(start.alias(WINDOW_START));
+            exprs.push(end.alias(WINDOW_END));
+        }
+        Ok(late.lazy().select(exprs).collect()?)
+    }
+
+    /// Evaluates keys and the partial aggregates of `input`: one row per key. A window key
+    /// is computed as Spark's Expand: for each of the `ceil(length / slide)` windows a row
+    /// may fall in, a copy of the input keyed by that window's start (Int64 µs), keeping
+    /// the rows the window contains; rows with a null event time get no window. A session
+    /// key is the row's event time (Int64 µs, the start of its own session) and the rows
+    /// get a last column [`SESSION_END`] = start + gap (µs).
+    pub fn partial_aggregate(&self, input: &DataFrame) -> Result<DataFrame> {
+        let lf = self.expand(input)?;
+        let mut aggs = self.partial_exprs.clone();
+        if let Some(s) = &self.session {
             aggs.push((col(s.name.as_str()) + lit(s.spec.gap_us)).max().alias(SESSION_END));
         }
         let keys: Vec<Expr> = self.key_names.iter().map(|k| col(k.as_str())).collect();
@@ -671,6 +713,8 @@ pub struct StreamingAggregateExec {
     mode: OutputMode,
     state: KeyedState,
     progress: StateOperatorProgress,
+    /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
+    late: Vec<DataFrame>,
 }
 
 impl StreamingAggregateExec {
@@ -684,7 +728,7 @@ impl StreamingAggregateExec {
             schema: plan.state_schema.clone(),
             snapshot_interval: crate::state::DEFAULT_SNAPSHOT_INTERVAL,
         });
-        StreamingAggregateExec { plan, mode, state, progress: StateOperatorProgress::new("stateStoreSave") }
+        StreamingAggregateExec { plan, mode, state, progress: StateOperatorProgress::new("stateStoreSave"), late: Vec::new() }
     }
 
     fn watermarked(&self) -> Option<&EventTimeColumn> {
@@ -714,6 +758,17 @@ impl StatefulOperator for StreamingAggregateExec {
         vec![&self.state]
     }
 
+    fn explain_rows(&self, inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
+        let (key, input) = (self.watermarked()?, inputs.first()?);
+        // every pair: "late" at a watermark no event time reaches
+        Some(self.plan.late_rows(input, key, i64::MAX / 2000))
+    }
+
+    fn state_finalizer(&self) -> Option<crate::state::StateFinalizer> {
+        let plan = self.plan.clone();
+        Some(std::sync::Arc::new(move |state: &DataFrame| plan.finalize(state)))
+    }
+
     fn states_mut(&mut self) -> Vec<&mut KeyedState> {
         vec![&mut self.state]
     }
@@ -722,6 +777,10 @@ impl StatefulOperator for StreamingAggregateExec {
         let input = inputs.pop().ok_or_else(|| SluiceError::Internal("aggregate without input".into()))?;
         let (partial, dropped) =
             self.plan.partial_aggregate_on_time(&input, self.watermarked(), ctx.watermark_for_late_events_ms)?;
+        self.late.clear();
+        if let (true, Some(key), Some(wm)) = (dropped > 0, self.watermarked(), ctx.watermark_for_late_events_ms) {
+            self.late.push(self.plan.late_rows(&input, key, wm)?);
+        }
         let (state, updated) = if partial.height() > 0 {
             self.plan.merge(self.state.frame(), &partial)?
         } else {
@@ -748,5 +807,9 @@ impl StatefulOperator for StreamingAggregateExec {
 
     fn progress(&self) -> StateOperatorProgress {
         self.progress.clone()
+    }
+
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        std::mem::take(&mut self.late)
     }
 }

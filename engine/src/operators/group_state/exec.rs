@@ -62,6 +62,8 @@ pub struct FlatMapGroupsWithStateExec {
     state: KeyedState,
     next_processing_timeout_ms: Option<i64>,
     progress: StateOperatorProgress,
+    /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
+    late: Vec<DataFrame>,
 }
 
 const KEY_PREFIX: &str = "__key";
@@ -116,7 +118,7 @@ impl FlatMapGroupsWithStateExec {
             event_time_column,
             state,
             next_processing_timeout_ms: None,
-            progress: StateOperatorProgress::new("flatMapGroupsWithState"),
+            progress: StateOperatorProgress::new("flatMapGroupsWithState"), late: Vec::new(),
         })
     }
 
@@ -275,7 +277,14 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
         let mut input = inputs.pop().ok_or_else(|| SluiceError::Internal("flatMapGroupsWithState without input".into()))?;
         // Late rows: only under an event-time timeout (Spark).
         let mut dropped = 0u64;
+        self.late.clear();
         if let (GroupStateTimeout::EventTimeTimeout, Some(c)) = (self.spec.timeout, &self.event_time_column) {
+            if let Some(wm) = ctx.watermark_for_late_events_ms {
+                let mask = EventTimeColumn::new(c.as_str()).at_or_before(&input, wm)?;
+                if mask.any() {
+                    self.late.push(crate::operators::late::late_rows(&input, &mask, c)?);
+                }
+            }
             (input, dropped) = EventTimeColumn::new(c.as_str()).drop_late(input, ctx.watermark_for_late_events_ms)?;
         }
         let env = CallEnv {
@@ -394,5 +403,9 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
 
     fn progress(&self) -> StateOperatorProgress {
         self.progress.clone()
+    }
+
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        std::mem::take(&mut self.late)
     }
 }

@@ -20,7 +20,8 @@ use crate::state::{KeyedState, StateStore, DELETED_COLUMN};
 use crate::time::EventTimeColumn;
 use crate::{Result, SluiceError};
 
-const ROW_ID: &str = "__row_id";
+/// The key column of a join side's state: a row id.
+pub(crate) const ROW_ID: &str = "__row_id";
 const MATCHED: &str = "__matched";
 const LROW: &str = "__left_row";
 const RROW: &str = "__right_row";
@@ -81,6 +82,8 @@ pub struct StreamingSymmetricHashJoinExec {
     left: JoinSide,
     right: JoinSide,
     progress: StateOperatorProgress,
+    /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
+    late: Vec<DataFrame>,
 }
 
 fn with_ids(df: &DataFrame, name: &str, batch_id: u64) -> Result<DataFrame> {
@@ -94,7 +97,7 @@ fn with_ids(df: &DataFrame, name: &str, batch_id: u64) -> Result<DataFrame> {
 impl StreamingSymmetricHashJoinExec {
     /// A join of `left` and `right` with empty state.
     pub fn new(plan: StreamingJoinPlan, left: JoinSide, right: JoinSide) -> Self {
-        StreamingSymmetricHashJoinExec { plan, left, right, progress: StateOperatorProgress::new("symmetricHashJoin") }
+        StreamingSymmetricHashJoinExec { plan, left, right, progress: StateOperatorProgress::new("symmetricHashJoin"), late: Vec::new() }
     }
 
     /// The output schema of joining `left` and `right` schemas.
@@ -227,12 +230,19 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         // 1. Late rows: own event time at or below the watermark for late events.
         let mut dropped = [0u64; 2];
         let (mut l_new, mut r_new) = (l_in, r_in);
+        self.late.clear();
         if let Some(wm) = ctx.watermark_for_late_events_ms {
             let late = self.left.at_or_below(&l_new, wm)?;
             dropped[0] = late.sum().unwrap_or(0) as u64;
+            if let (true, Some(c)) = (late.any(), &self.left.watermark_column) {
+                self.late.push(crate::operators::late::late_rows(&l_new, &late, c)?);
+            }
             l_new = l_new.filter(&!&late)?;
             let late = self.right.at_or_below(&r_new, wm)?;
             dropped[1] = late.sum().unwrap_or(0) as u64;
+            if let (true, Some(c)) = (late.any(), &self.right.watermark_column) {
+                self.late.push(crate::operators::late::late_rows(&r_new, &late, c)?);
+            }
             r_new = r_new.filter(&!&late)?;
         }
         let l_new = with_ids(&l_new, ROW_ID, ctx.batch_id)?;
@@ -375,6 +385,10 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
 
     fn progress(&self) -> StateOperatorProgress {
         self.progress.clone()
+    }
+
+    fn take_late_rows(&mut self) -> Vec<DataFrame> {
+        std::mem::take(&mut self.late)
     }
 }
 

@@ -1,0 +1,688 @@
+//! Issue 13, seeing inside a stream: `explain()` of a data frame, a writer and a running
+//! query; the state of a checkpoint read at rest (`read_state`, its change feed and
+//! metadata) on oracle case p02's job.
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sluice::prelude::*;
+
+fn case_input(case: &str, work: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases").join(case).join("input");
+    let to = work.join("in");
+    common::copy_ordered(&from, &to).unwrap();
+    to
+}
+
+/// p02's job: sliding 10-minute windows every 5 minutes per sensor, watermark 10 minutes.
+fn p02_job(session: &Session, input: &Path) -> StreamingDataFrame {
+    let src = common::json_source(session, input, common::sensor_schema()).unwrap();
+    common::windowed_agg(src, "10 minutes", Some("5 minutes"), Some("10 minutes")).unwrap()
+}
+
+#[test]
+fn explain_shows_the_plans_operators_watermark_mode_and_sink() {
+    let work = tempfile::tempdir().unwrap();
+    let session = Session::new();
+    let df = p02_job(&session, &work.path().join("in"));
+    let text = df.explain(false).unwrap();
+    let logical = text.split("== Physical Plan ==").next().unwrap();
+    assert!(logical.starts_with("== Logical Plan ==\nAggregate ["), "{text}");
+    assert!(logical.contains("+- EventTimeWatermark ts, 10 minutes\n"), "{text}");
+    assert!(logical.contains("   +- StreamingRelation "), "{text}");
+    assert!(text.contains("WriteToMicroBatchDataSource <not started>, outputMode Append\n"), "{text}");
+    assert!(
+        text.contains("+- StreamingAggregateExec op=0, stores=[0], keys=[window, sensor], partitions=4, watermark=ts delay 10 minutes\n"),
+        "{text}"
+    );
+    assert!(!text.contains("== Analysis Errors =="), "{text}");
+    // the same text every time
+    assert_eq!(text, df.explain(false).unwrap());
+
+    let extended = df.explain(true).unwrap();
+    assert!(extended.contains("state0=[window: i64, sensor: str, __p0: i64"), "{extended}");
+    assert!(extended.contains("-> [sensor: str, ts: datetime[μs], v: f64]"), "{extended}");
+    assert!(text.contains("Aggregate [<expression>.alias(\"window\"), col(\"sensor\")], [len().alias(\"n\")"), "{text}");
+
+    // the writer knows the sink and the mode, and what start() would refuse
+    let writer = df.write_stream().output_mode(OutputMode::Complete).format("json").option("path", "out");
+    let text = writer.explain(false).unwrap();
+    assert!(text.contains("WriteToMicroBatchDataSource json[out], outputMode Complete\n"), "{text}");
+    let no_wm = common::windowed_agg(
+        common::json_source(&session, &work.path().join("in"), common::sensor_schema()).unwrap(),
+        "10 minutes",
+        None,
+        None,
+    )
+    .unwrap();
+    let text = no_wm.explain(false).unwrap();
+    assert!(text.contains("== Analysis Errors ==\n"), "{text}");
+    assert!(text.contains("watermark=none"), "{text}");
+}
+
+#[test]
+fn a_running_query_explains_its_plan_with_its_sink() {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input("p02_sliding_append", work.path());
+    let session = Session::new();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(p02_job(&session, &input), OutputMode::Update, &work.path().join("ck"), &table).unwrap();
+    let text = query.explain(false);
+    assert!(text.contains("outputMode Update\n"), "{text}");
+    assert!(text.contains("StreamingAggregateExec op=0"), "{text}");
+    assert!(query.explain(true).contains("state0="), "{}", query.explain(true));
+    query.stop().unwrap();
+}
+
+/// The checkpoint's files with their sizes and modification times: reading state must
+/// leave them as they are.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rfc3339_us(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()
+}
+
+/// A finished run of p02's job: the checkpoint, the input rows with the batch that read
+/// them, and each batch's watermark (µs).
+struct P02 {
+    work: tempfile::TempDir,
+    session: Session,
+    df: StreamingDataFrame,
+    rows: DataFrame,
+    watermarks: Vec<i64>,
+}
+
+fn run_p02() -> P02 {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input("p02_sliding_append", work.path());
+    let session = Session::new();
+    let df = p02_job(&session, &input);
+    let progress =
+        common::run_contract(df.clone(), OutputMode::Append, &work.path().join("out"), &work.path().join("ck"), ProgressDisplay::Off)
+            .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut files = files.into_iter();
+    let mut frames = Vec::new();
+    let mut watermarks = Vec::new();
+    for (i, p) in progress.iter().enumerate() {
+        assert_eq!(p.batch_id, i as u64);
+        watermarks.push(rfc3339_us(&p.event_time["watermark"]));
+        if p.num_input_rows > 0 {
+            let f = files.next().unwrap();
+            let rows = session.read().schema(common::sensor_schema()).json(&f).unwrap();
+            assert_eq!(rows.height() as u64, p.num_input_rows);
+            frames.push(rows.lazy().with_column(lit(i as u64).cast(DataType::UInt64).alias("batch")));
+        }
+    }
+    let rows = concat(frames, UnionArgs::default()).unwrap().collect().unwrap();
+    P02 { work, session, df, rows, watermarks }
+}
+
+/// `(window start µs, sensor, n, nv, s)` rows, sorted, `s` rounded.
+fn groups(df: DataFrame) -> Vec<(i64, String, i64, i64, i64)> {
+    let df = df
+        .lazy()
+        .select([
+            col("start").cast(DataType::Int64),
+            col("sensor"),
+            col("n").cast(DataType::Int64),
+            col("nv").cast(DataType::Int64),
+            (col("s") * lit(1000.0)).round(0, RoundMode::HalfAwayFromZero).cast(DataType::Int64).alias("s"),
+        ])
+        .sort(["start", "sensor"], Default::default())
+        .collect()
+        .unwrap();
+    let c = |n: &str| df.column(n).unwrap().as_materialized_series().clone();
+    let (start, sensor, n, nv, s) = (c("start"), c("sensor"), c("n"), c("nv"), c("s"));
+    (0..df.height())
+        .map(|i| {
+            (
+                start.i64().unwrap().get(i).unwrap(),
+                sensor.str().unwrap().get(i).unwrap().to_string(),
+                n.i64().unwrap().get(i).unwrap(),
+                nv.i64().unwrap().get(i).unwrap(),
+                s.i64().unwrap().get(i).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn read_state_after_each_batch_is_the_aggregation_of_the_rows_not_yet_emitted() {
+    let run = run_p02();
+    let ck = run.work.path().join("ck");
+    let before = listing(&ck);
+    let (slide, width) = (300_000_000i64, 600_000_000i64);
+    // each row in its two sliding windows, with the batch that read it
+    let windows = run
+        .rows
+        .clone()
+        .lazy()
+        .with_column(col("ts").cast(DataType::Int64).alias("t"))
+        .with_column((col("t") - col("t") % lit(slide)).alias("s1"))
+        .with_column(concat_list([col("s1"), col("s1") - lit(slide)]).unwrap().alias("start"))
+        .explode(by_name(["start"], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false })
+        .with_column((col("start") + lit(width)).alias("end"))
+        .collect()
+        .unwrap();
+    let late_wm: Vec<i64> = (0..run.watermarks.len()).map(|b| if b == 0 { 0 } else { run.watermarks[b - 1] }).collect();
+    let lates = df!("batch" => (0..late_wm.len() as u64).collect::<Vec<_>>(), "late_wm" => late_wm).unwrap();
+    for (n, wm) in run.watermarks.iter().enumerate() {
+        // a batch's rows count in a window unless its end is at or before the previous
+        // batch's watermark (late); a window leaves state (is emitted) once its end is
+        // at or before the batch's watermark
+        let expected = windows
+            .clone()
+            .lazy()
+            .filter(col("batch").lt_eq(lit(n as u64)))
+            .join(lates.clone().lazy(), [col("batch")], [col("batch")], JoinArgs::new(JoinType::Left))
+            .filter(col("end").gt(col("late_wm")).and(col("end").gt(lit(*wm))))
+            .group_by([col("start"), col("sensor")])
+            .agg([len().cast(DataType::Int64).alias("n"), col("v").count().alias("nv"), col("v").sum().alias("s")])
+            .collect()
+            .unwrap();
+        let state = run.session.read_state(&ck).operator(0).batch(n as u64).query(&run.df).load().unwrap();
+        assert!(state.column("partition_id").is_ok());
+        assert!(state.column("raw.__p0").is_ok(), "{state}");
+        let state = state.lazy().with_column(col("window").struct_().field_by_name("start").alias("start")).collect().unwrap();
+        assert_eq!(groups(state), groups(expected), "state after batch {n}");
+    }
+    // without the query: the raw state rows
+    let raw = run.session.read_state(&ck).load().unwrap();
+    let names: Vec<String> = raw.get_column_names().iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["partition_id", "window", "sensor", "__p0", "__p1", "__p2", "__p3", "__p4"]);
+    assert_eq!(listing(&ck), before, "reading state wrote to the checkpoint");
+}
+
+#[test]
+fn the_change_feed_replayed_over_the_first_snapshot_equals_the_last_and_metadata_lists_the_store() {
+    let run = run_p02();
+    let ck = run.work.path().join("ck");
+    let before = listing(&ck);
+    let last = run.watermarks.len() as u64 - 1;
+    let key = |df: &DataFrame, i: usize| -> (i64, String) {
+        (
+            df.column("window").unwrap().i64().unwrap().get(i).unwrap(),
+            df.column("sensor").unwrap().str().unwrap().get(i).unwrap().to_string(),
+        )
+    };
+    let value = |df: &DataFrame, i: usize| -> String {
+        ["__p0", "__p1", "__p2"].iter().map(|c| format!("{:?}", df.column(c).unwrap().get(i).unwrap())).collect::<Vec<_>>().join("|")
+    };
+    let as_map = |df: &DataFrame| -> std::collections::BTreeMap<(i64, String), String> {
+        (0..df.height()).map(|i| (key(df, i), value(df, i))).collect()
+    };
+    let first = run.session.read_state(&ck).batch(0).load().unwrap();
+    let mut state = as_map(&first);
+    let changes = run.session.read_state_changes(&ck, 1, last).operator(0).load().unwrap();
+    assert!(changes.height() > 0);
+    let batches = changes.column("batch_id").unwrap().u64().unwrap().clone();
+    assert!(batches.into_no_null_iter().is_sorted(), "changes in batch order");
+    let kinds = changes.column("change_type").unwrap().str().unwrap().clone();
+    let mut deletes = 0;
+    for i in 0..changes.height() {
+        match kinds.get(i).unwrap() {
+            "update" => {
+                state.insert(key(&changes, i), value(&changes, i));
+            }
+            "delete" => {
+                deletes += 1;
+                // a window opened and emitted by the same batch is deleted without having
+                // been in a committed version
+                state.remove(&key(&changes, i));
+            }
+            other => panic!("change type {other}"),
+        }
+    }
+    assert!(deletes > 0, "append mode evicts emitted windows");
+    let last_state = run.session.read_state(&ck).batch(last).load().unwrap();
+    assert_eq!(state, as_map(&last_state));
+
+    let meta = run.session.read_state_metadata(&ck).unwrap();
+    assert_eq!(meta.height(), 1);
+    assert_eq!(meta.column("operator_name").unwrap().str().unwrap().get(0), Some("StreamingAggregateExec"));
+    assert_eq!(meta.column("keys").unwrap().str().unwrap().get(0), Some("window, sensor"));
+    assert_eq!(meta.column("num_partitions").unwrap().u32().unwrap().get(0), Some(4));
+    assert_eq!(meta.column("max_batch_id").unwrap().u64().unwrap().get(0), Some(last));
+    // a batch not committed, an operator that does not exist
+    assert!(run.session.read_state(&ck).batch(last + 1).load().unwrap_err().to_string().contains("not committed"));
+    assert!(run.session.read_state(&ck).operator(1).load().is_err());
+    assert_eq!(listing(&ck), before, "reading state wrote to the checkpoint");
+}
+
+/// Per-user counts and sums of a memory stream: the live state after each batch is the
+/// aggregation of every row so far, and a key lookup finds its row.
+#[test]
+fn live_state_and_key_lookup_during_a_run_match_a_recomputation() {
+    let work = tempfile::tempdir().unwrap();
+    let schema = common::schema(&[("user", DataType::String), ("v", DataType::Int64)]);
+    let session = Session::new();
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).group_by([col("user")]).agg([len().alias("n"), col("v").sum().alias("total")]);
+    let ck = work.path().join("ck");
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(df.clone(), OutputMode::Update, &ck, &table).unwrap();
+    assert_eq!(query.state_batch_id(), None);
+    assert_eq!(query.state(0).unwrap().height(), 0);
+    let batches = [
+        df!("user" => ["u1", "u2", "u1"], "v" => [1i64, 2, 3]).unwrap(),
+        df!("user" => ["u3", "u1"], "v" => [10i64, 20]).unwrap(),
+        df!("user" => ["u2", "u4", "u4", "u4"], "v" => [5i64, 1, 1, 1]).unwrap(),
+    ];
+    let mut all = DataFrame::empty_with_schema(batches[0].schema());
+    let sorted = |df: DataFrame| -> Vec<(String, i64, i64)> {
+        let df = df.sort(["user"], Default::default()).unwrap();
+        (0..df.height())
+            .map(|i| {
+                (
+                    df.column("user").unwrap().str().unwrap().get(i).unwrap().to_string(),
+                    df.column("n").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(i).unwrap(),
+                    df.column("total").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect()
+    };
+    for (b, rows) in batches.iter().enumerate() {
+        stream.add_data(rows.clone()).unwrap();
+        query.process_all_available().unwrap();
+        all.vstack_mut(rows).unwrap();
+        let expected = all
+            .clone()
+            .lazy()
+            .group_by([col("user")])
+            .agg([len().alias("n"), col("v").sum().alias("total")])
+            .collect()
+            .unwrap();
+        assert_eq!(query.state_batch_id(), Some(b as u64));
+        let live = query.state(0).unwrap();
+        assert!(live.column("partition_id").is_ok() && live.column("raw.__p0").is_ok(), "{live}");
+        assert_eq!(sorted(live), sorted(expected.clone()), "after batch {b}");
+        for user in ["u1", "u2", "u3", "u4"] {
+            let want = sorted(expected.clone().lazy().filter(col("user").eq(lit(user))).collect().unwrap());
+            assert_eq!(sorted(query.state_lookup(0, &[("key", user)]).unwrap()), want, "{user} after batch {b}");
+            assert_eq!(sorted(query.state_lookup(0, &[("user", user)]).unwrap()), want);
+        }
+    }
+    assert!(query.state_lookup(0, &[("nope", "x")]).unwrap_err().to_string().contains("no column"));
+    assert!(query.state(1).is_err());
+    query.stop().unwrap();
+    // a restarted query shows the committed state before its first batch
+    let query = common::start_into(df.clone(), OutputMode::Update, &ck, &table).unwrap();
+    assert_eq!(query.state_batch_id(), Some(2));
+    assert_eq!(sorted(query.state(0).unwrap()).len(), 4);
+    query.stop().unwrap();
+    // and the same rows read at rest
+    let at_rest = session.read_state(&ck).query(&df).load().unwrap();
+    assert_eq!(sorted(at_rest).len(), 4);
+}
+
+/// Runs the sliding-window job of `case` with its late rows to a Parquet side output,
+/// restarting after every batch (the sink fails at the next one, which the restart
+/// replays as logged), then replays the last batch once more (its commit removed): returns
+/// the work folder, the output rows, the late rows and the final state.
+fn run_with_late_rows(case: &str) -> (tempfile::TempDir, BTreeMap<u64, String>, DataFrame, DataFrame) {
+    let work = tempfile::tempdir().unwrap();
+    let input = case_input(case, work.path());
+    let (out, ck, late) = (work.path().join("out"), work.path().join("ck"), work.path().join("late"));
+    let session = Session::new();
+    let run = |fail_at: Option<u64>| -> bool {
+        let o = out.clone();
+        let q = p02_job(&session, &input)
+            .write_stream()
+            .output_mode(OutputMode::Append)
+            .trigger(Trigger::AvailableNow)
+            .checkpoint_location(&ck)
+            .progress(ProgressDisplay::Off)
+            .with_late_rows("parquet", late.display())
+            .foreach_batch(move |df, id| {
+                if Some(id) == fail_at {
+                    return Err(SluiceError::User(format!("injected failure in batch {id}")));
+                }
+                common::write_batch_jsonl(&o, df, id)
+            })
+            .start()
+            .unwrap();
+        q.await_termination().is_ok()
+    };
+    let mut k = 1;
+    while !run(Some(k)) {
+        k += 1;
+    }
+    // the last batch once more: its commit lost, it is replayed
+    let last = std::fs::read_dir(ck.join("commits"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap();
+    std::fs::remove_file(ck.join("commits").join(last.to_string())).unwrap();
+    assert!(run(None));
+    let rows = sluice::connectors::read_output(&late).unwrap();
+    let state = session.read_state(&ck).query(&p02_job(&session, &input)).load().unwrap();
+    (work, common::read_batch_files(&out).unwrap(), rows, state)
+}
+
+type Group = (String, i64); // (sensor, window start µs)
+
+/// Every (input row, window) pair of `case` is counted in exactly one place: an emitted
+/// window, a window still in state, or the late-rows output, which names each dropped
+/// pair once, with a window end at or before the watermark it failed.
+fn late_rows_are_exactly_the_dropped_rows(case: &str) -> usize {
+    let (work, out, late, state) = run_with_late_rows(case);
+    let (slide, width) = (300_000_000i64, 600_000_000i64);
+    let mut input: BTreeMap<Group, i64> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(work.path().join("in")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let t = rfc3339_us(v["ts"].as_str().unwrap());
+            let s1 = t - t.rem_euclid(slide);
+            for start in [s1, s1 - slide] {
+                *input.entry((v["sensor"].as_str().unwrap().to_string(), start)).or_default() += 1;
+            }
+        }
+    }
+    let mut counted: BTreeMap<Group, i64> = BTreeMap::new();
+    for text in out.values() {
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let start = rfc3339_us(&format!("{}Z", v["window"]["start"].as_str().unwrap().trim_end_matches('Z')));
+            *counted.entry((v["sensor"].as_str().unwrap().to_string(), start)).or_default() += v["n"].as_i64().unwrap();
+        }
+    }
+    // what was emitted is Spark's output
+    let mut spark: BTreeMap<Group, i64> = BTreeMap::new();
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cases").join(case).join("expected.jsonl");
+    for line in std::fs::read_to_string(expected).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *spark.entry((v["sensor"].as_str().unwrap().to_string(), rfc3339_us(v["window_start"].as_str().unwrap()))).or_default() +=
+            v["n"].as_i64().unwrap();
+    }
+    assert_eq!(counted, spark, "{case}: the emitted windows are Spark's");
+    let state = state.lazy().with_column(col("window").struct_().field_by_name("start").cast(DataType::Int64).alias("start")).collect().unwrap();
+    for i in 0..state.height() {
+        let g = (
+            state.column("sensor").unwrap().str().unwrap().get(i).unwrap().to_string(),
+            state.column("start").unwrap().i64().unwrap().get(i).unwrap(),
+        );
+        *counted.entry(g).or_default() += state.column("n").unwrap().i64().unwrap().get(i).unwrap();
+    }
+    let mut dropped: BTreeMap<Group, i64> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    if late.height() > 0 {
+        let names: Vec<String> = late.get_column_names().iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["batch_id", "operator_id", "operator", "watermark", "event_time", "window_start", "window_end", "row"]);
+        let us = |c: &str, i: usize| late.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(i).unwrap();
+        for i in 0..late.height() {
+            let row: serde_json::Value = serde_json::from_str(late.column("row").unwrap().str().unwrap().get(i).unwrap()).unwrap();
+            let (start, end, wm, et) = (us("window_start", i), us("window_end", i), us("watermark", i), us("event_time", i));
+            assert!(end <= wm, "a late row's window ends after the watermark it failed");
+            assert_eq!(end - start, width);
+            assert!(start <= et && et < end);
+            assert_eq!(late.column("operator").unwrap().str().unwrap().get(i), Some("StreamingAggregateExec"));
+            let sensor = row["sensor"].as_str().unwrap().to_string();
+            assert!(seen.insert((sensor.clone(), start, row.to_string())), "late row written twice: {row}");
+            *dropped.entry((sensor, start)).or_default() += 1;
+        }
+    }
+    for (g, n) in &input {
+        let c = counted.get(g).copied().unwrap_or(0);
+        let d = dropped.get(g).copied().unwrap_or(0);
+        assert_eq!(c + d, *n, "{case}: window {g:?}: {c} counted + {d} late != {n} input rows");
+    }
+    assert!(dropped.keys().all(|g| input.contains_key(g)));
+    late.height()
+}
+
+#[test]
+fn late_rows_of_p01_and_p02_are_exactly_the_dropped_rows_across_restarts() {
+    // p01's handmade rows: the 00:02 row arrives late but its windows are still open
+    assert_eq!(late_rows_are_exactly_the_dropped_rows("p01_handmade"), 0);
+    assert!(late_rows_are_exactly_the_dropped_rows("p02_sliding_append") > 0);
+}
+
+/// Deduplication's late rows go to a foreach-style side output with the operator, the
+/// watermark and the event time; the progress counter still counts them.
+#[test]
+fn dedup_late_rows_reach_a_foreach_side_output() {
+    let session = Session::new();
+    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
+    let sink = seen.clone();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .progress(ProgressDisplay::Off)
+        .with_late_rows_foreach(move |rows, id| {
+            sink.lock().unwrap().push((id, rows.clone()));
+            Ok(())
+        })
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    let minute = 60_000_000i64;
+    let frame = |ids: &[&str], minutes: &[i64]| {
+        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
+            .unwrap()
+            .lazy()
+            .with_column(col("t").cast(common::ts()))
+            .collect()
+            .unwrap()
+    };
+    stream.add_data(frame(&["a", "b"], &[10, 20])).unwrap();
+    query.process_all_available().unwrap();
+    // the watermark is now 19 minutes: "c" at 5 minutes is late
+    stream.add_data(frame(&["c", "d"], &[5, 30])).unwrap();
+    query.process_all_available().unwrap();
+    let dropped: u64 = query.recent_progress().iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+    query.stop().unwrap();
+    assert_eq!(dropped, 1);
+    let seen = seen.lock().unwrap();
+    let late: Vec<&(u64, DataFrame)> = seen.iter().filter(|(_, d)| d.height() > 0).collect();
+    assert_eq!(late.len(), 1, "{seen:?}");
+    let (batch, rows) = late[0];
+    let row: serde_json::Value = serde_json::from_str(rows.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(row["id"], "c");
+    assert_eq!(rows.column("batch_id").unwrap().u64().unwrap().get(0), Some(*batch));
+    assert_eq!(rows.column("operator").unwrap().str().unwrap().get(0), Some("StreamingDeduplicateExec"));
+    let us = |c: &str| rows.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("event_time"), Some(5 * minute));
+    assert_eq!(us("watermark"), Some(19 * minute));
+    assert_eq!(us("window_start"), None);
+}
+
+/// `explain_batch` for every batch of p01 and p05: the replayed output is the sink's
+/// batch, every operator input pair has a rule, emitted pairs belong to emitted windows,
+/// nothing is written to the checkpoint, and a sink that differs is reported as
+/// corruption.
+#[test]
+fn explain_batch_reproduces_every_batch_of_p01_and_p05_and_names_each_rule() {
+    for (case, sliding) in [("p01_handmade", true), ("p05_wiki_edits", false)] {
+        let work = tempfile::tempdir().unwrap();
+        let input = case_input(case, work.path());
+        let session = Session::new();
+        let df = if sliding {
+            p02_job(&session, &input)
+        } else {
+            let src = common::json_source(&session, &input, common::wiki_schema()).unwrap();
+            common::wiki_edits(src, "10 minutes", "1 minute").unwrap()
+        };
+        let (out, ck) = (work.path().join("out"), work.path().join("ck"));
+        let progress = common::run_contract(df.clone(), OutputMode::Append, &out, &ck, ProgressDisplay::Off).unwrap();
+        let sink = common::read_batch_files(&out).unwrap();
+        let before = listing(&ck);
+        let mut late_pairs = 0;
+        for p in &progress {
+            let n = p.batch_id;
+            let e = sluice::engine::explain_batch(&df, OutputMode::Append, &ck, n).unwrap();
+            // the replayed output is what the sink holds
+            let replayed_dir = work.path().join("replayed");
+            common::write_batch_jsonl(&replayed_dir, &e.output.drop("reason").unwrap(), n).unwrap();
+            let replayed = common::read_batch_files(&replayed_dir).unwrap();
+            assert_eq!(replayed.get(&n), sink.get(&n), "{case} batch {n}");
+            e.verify(&e.output.drop("reason").unwrap()).unwrap();
+            if e.output.height() > 0 {
+                let tampered = e.output.drop("reason").unwrap().slice(1, e.output.height());
+                let err = e.verify(&tampered).unwrap_err().to_string();
+                assert!(err.contains("corruption: batch"), "{err}");
+            }
+            assert!(e.output.column("reason").unwrap().str().unwrap().iter().all(|r| r.unwrap().starts_with("window end ")));
+            // one pair per (input row, window): 2 per row for p01's sliding windows, 1 for p05
+            assert_eq!(e.rows.height() as u64, p.num_input_rows * if sliding { 2 } else { 1 }, "{case} batch {n}");
+            let emitted_windows: std::collections::BTreeSet<i64> = if e.output.height() > 0 {
+                let w = e.output.column("window").unwrap().as_materialized_series().struct_().unwrap().field_by_name("start").unwrap();
+                w.cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect()
+            } else {
+                Default::default()
+            };
+            let outcome = e.rows.column("outcome").unwrap().str().unwrap().clone();
+            let reason = e.rows.column("reason").unwrap().str().unwrap().clone();
+            let start = e.rows.column("window_start").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().clone();
+            for r in 0..e.rows.height() {
+                let (o, why) = (outcome.get(r).unwrap(), reason.get(r).unwrap());
+                match o {
+                    "late" => {
+                        late_pairs += 1;
+                        assert!(why.starts_with("late: event time ") && why.contains(&format!("of batch {}", n.saturating_sub(1))), "{why}");
+                    }
+                    "in state" => assert!(why.starts_with("in state: window end ") && why.contains("not final yet"), "{why}"),
+                    "emitted" => {
+                        assert!(why.starts_with("emitted: window end "), "{why}");
+                        assert!(emitted_windows.contains(&start.get(r).unwrap()), "{case} batch {n}: {why}");
+                    }
+                    other => panic!("{case} batch {n}: outcome {other}"),
+                }
+            }
+            let text = e.to_text();
+            assert!(text.starts_with(&format!("batch {n}: watermark ")), "{text}");
+        }
+        // the rows progress counted as dropped are the late ones
+        let dropped: u64 = progress.iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+        assert_eq!(late_pairs > 0, dropped > 0, "{case}");
+        assert!(sluice::engine::explain_batch(&df, OutputMode::Append, &ck, progress.len() as u64 + 5).is_err());
+        assert_eq!(listing(&ck), before, "explaining a batch wrote to the checkpoint");
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// The HTTP endpoint answers while the query runs: the list of queries, Spark's progress
+/// JSON, and the state by key as JSON rows; it stops with the query.
+#[test]
+fn the_http_endpoint_answers_while_the_query_runs() {
+    let session = Session::new();
+    let schema = common::schema(&[("user", DataType::String), ("v", DataType::Int64)]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).group_by([col("user")]).agg([len().alias("n"), col("v").sum().alias("total")]);
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Update)
+        .format("memory")
+        .query_name("per_user")
+        .option("sluice.http.port", 0)
+        .progress(ProgressDisplay::Off)
+        .start()
+        .unwrap();
+    assert!(query.warnings().is_empty(), "{:?}", query.warnings());
+    let port = query.http_port().unwrap();
+    stream.add_data(df!("user" => ["u1", "u2", "u1"], "v" => [1i64, 2, 3]).unwrap()).unwrap();
+    query.process_all_available().unwrap();
+
+    let (status, body) = http_get(port, "/queries");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["name"], "per_user");
+    assert_eq!(list[0]["stateBatchId"], 0);
+
+    let (status, body) = http_get(port, "/queries/per_user/progress");
+    assert_eq!(status, 200, "{body}");
+    let progress: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(progress["batchId"], 0);
+    assert_eq!(progress["numInputRows"], 3);
+
+    let (status, body) = http_get(port, "/queries/per_user/state?key=u1");
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(rows[0]["user"], "u1");
+    assert_eq!(rows[0]["n"], 2);
+    assert_eq!(rows[0]["total"], 4);
+    let (_, body) = http_get(port, "/queries/per_user/state");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
+    let (_, body) = http_get(port, "/queries/per_user/state?user=nobody");
+    assert_eq!(body, "[]");
+    assert_eq!(http_get(port, "/queries/nope/state").0, 404);
+    assert_eq!(http_get(port, "/queries/per_user/state?color=red").0, 400);
+    query.stop().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the endpoint stops with the query");
+}
+
+/// `explain_batch` of a deduplication names the batch that first saw a duplicate's key
+/// (from the change feed), duplicates within the batch, and late rows.
+#[test]
+fn explain_batch_names_the_batch_that_saw_a_duplicate_key() {
+    let work = tempfile::tempdir().unwrap();
+    let ck = work.path().join("ck");
+    let session = Session::new();
+    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id"]).unwrap();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
+    let minute = 60_000_000i64;
+    let frame = |ids: &[&str], minutes: &[i64]| {
+        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
+            .unwrap()
+            .lazy()
+            .with_column(col("t").cast(common::ts()))
+            .collect()
+            .unwrap()
+    };
+    for rows in [frame(&["a", "b"], &[10, 11]), frame(&["x"], &[20]), frame(&["a", "c", "c", "z"], &[25, 26, 27, 1])] {
+        stream.add_data(rows).unwrap();
+        query.process_all_available().unwrap();
+    }
+    query.stop().unwrap();
+    let last = query.recent_progress().iter().filter(|p| p.num_input_rows == 4).map(|p| p.batch_id).next().unwrap();
+    let e = sluice::engine::explain_batch(&df, OutputMode::Append, &ck, last).unwrap();
+    let reasons: Vec<String> = e.rows.column("reason").unwrap().str().unwrap().iter().map(|r| r.unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("late: event time 1970-01-01T00:01:00")), "{reasons:?}");
+    assert!(reasons.contains(&r#"duplicate of key {"id":"a"} seen in batch 0"#.to_string()), "{reasons:?}");
+    assert!(reasons.contains(&r#"emitted: the first row of key {"id":"c"}"#.to_string()), "{reasons:?}");
+    assert!(reasons.contains(&format!(r#"duplicate of key {{"id":"c"}} seen earlier in batch {last}"#)), "{reasons:?}");
+    let batch_rows = table.batches().into_iter().find(|(b, _)| *b == last).map(|(_, d)| d).unwrap();
+    e.verify(&batch_rows).unwrap();
+}
