@@ -8,10 +8,13 @@
 //! added and deleted, robot edits, largest delta; watermark 1 minute, append mode)
 //! reading the stream from `TRIM_HORIZON` with `maxRecordsPerTrigger` 2,000, and writes
 //! each window through the file sink (Parquet, exactly once) and into the stream
-//! `wiki_windows` (the Kinesis sink, at least once, keyed by channel).
+//! `wiki_windows` (the Kinesis sink, at least once, keyed by channel). Built with the
+//! `s3` feature too and on the local server, its checkpoint and Parquet output go to S3 on
+//! that same server (`s3://kinesis-wiki/{checkpoint,output}`), partitioned by `date` and
+//! `channel`, zstd-compressed.
 //!
 //! ```text
-//! cargo run --release --features kinesis --example kinesis_wiki                 # the walk-through
+//! cargo run --release --features kinesis,s3 --example kinesis_wiki              # the walk-through, on S3
 //! cargo run --release --features kinesis --example kinesis_wiki -- --shards 1 --output DIR --checkpoint DIR
 //!                                   # batch-<id>.jsonl per micro-batch (oracle contract)
 //! cargo run --release --features kinesis --example kinesis_wiki -- --endpoint https://kinesis.eu-west-1.amazonaws.com --region eu-west-1
@@ -96,8 +99,11 @@ pub struct Job {
     /// Where the windows also go (the Kinesis sink), if anywhere.
     pub output_stream: Option<String>,
     pub max_records_per_trigger: u64,
+    /// A local folder or `s3://bucket/prefix`.
     pub checkpoint: PathBuf,
     pub files: FilesOut,
+    /// `s3.*` writer options (endpoint, credentials) for an S3 checkpoint and output.
+    pub s3_options: Vec<(String, String)>,
     pub progress: ProgressDisplay,
 }
 
@@ -108,6 +114,9 @@ pub enum FilesOut {
     Parquet(PathBuf),
     /// `batch-<id>.jsonl` per micro-batch (the oracle contract).
     Jsonl(PathBuf),
+    /// The Parquet file sink on `s3://bucket/prefix` (cargo feature `s3`), partitioned by
+    /// `date` (of the window's start) and `channel`, zstd-compressed.
+    S3Parquet(String),
 }
 
 impl Job {
@@ -180,14 +189,23 @@ pub fn edits_from_kinesis(session: &Session, job: &Job) -> anyhow::Result<Stream
 pub fn run_job(job: &Job) -> anyhow::Result<Vec<StreamingQueryProgress>> {
     let session = Session::new();
     let edits = edits_from_kinesis(&session, job)?;
-    let windows = common::wiki_edits(edits, "10 minutes", "1 minute")?;
-    // ---------------------------------------------------------------------------------
-    // S3 (issue 14, its S3 half): the checkpoint and the Parquet output belong on S3,
-    // `s3://<bucket>/kinesis_wiki/{checkpoint,output}` on the same local server, the
-    // output partitioned by date and channel and zstd-compressed
-    // (`partitionBy`, `compression`). Until the S3 work lands they are local folders.
-    // ---------------------------------------------------------------------------------
+    let mut windows = common::wiki_edits(edits, "10 minutes", "1 minute")?;
+    if let FilesOut::S3Parquet(_) = &job.files {
+        // The partition column `date`: the day of the window's start.
+        windows = windows.with_column(col("window").struct_().field_by_name("start").cast(DataType::Date).alias("date"));
+    }
     let files: Box<dyn Sink> = match &job.files {
+        FilesOut::S3Parquet(url) => {
+            let mut o = Options::new().with("path", url);
+            for (k, v) in &job.s3_options {
+                o.set(k, v);
+            }
+            Box::new(
+                FileSink::from_options(FileFormat::Parquet, &o)?
+                    .with_compression("zstd")?
+                    .with_partition_by(["date", "channel"]),
+            )
+        }
         FilesOut::Parquet(dir) => Box::new(FileSink::new(dir, FileFormat::Parquet)),
         FilesOut::Jsonl(dir) => {
             let dir = dir.clone();
@@ -204,8 +222,11 @@ pub fn run_job(job: &Job) -> anyhow::Result<Vec<StreamingQueryProgress>> {
         }
         None => None,
     };
-    let query = windows
-        .write_stream()
+    let mut writer = windows.write_stream();
+    for (k, v) in &job.s3_options {
+        writer = writer.option(k, v);
+    }
+    let query = writer
         .output_mode(OutputMode::Append)
         .trigger(Trigger::AvailableNow)
         .checkpoint_location(&job.checkpoint)
@@ -427,10 +448,25 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Step 3: the query.
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| base.join("checkpoint"));
-    let parquet = base.join("output");
+    let mut checkpoint = args.checkpoint.clone().unwrap_or_else(|| base.join("checkpoint"));
+    let mut parquet = base.join("output");
     if args.checkpoint.is_none() {
         common::remove_dirs(&[&checkpoint, &parquet])?;
+    }
+    // With the `s3` feature and the local server, the checkpoint and the Parquet output go
+    // to S3 on that same server (moto serves S3 and Kinesis on one port), partitioned by
+    // date and channel and zstd-compressed.
+    let mut s3_options = Vec::new();
+    let mut files = match &args.output {
+        Some(dir) => FilesOut::Jsonl(dir.clone()),
+        None => FilesOut::Parquet(parquet.clone()),
+    };
+    if let (true, Some(m), None, None) = (cfg!(feature = "s3"), &local, &args.output, &args.checkpoint) {
+        m.create_bucket("kinesis-wiki");
+        s3_options = m.s3_options().into_iter().map(|(k, v)| (format!("s3.{k}"), v)).collect();
+        checkpoint = PathBuf::from("s3://kinesis-wiki/checkpoint");
+        parquet = PathBuf::from("s3://kinesis-wiki/output");
+        files = FilesOut::S3Parquet("s3://kinesis-wiki/output".into());
     }
     let job = Job {
         endpoint,
@@ -440,10 +476,8 @@ fn main() -> anyhow::Result<()> {
         output_stream: Some(args.output_stream.clone()),
         max_records_per_trigger: args.max_records_per_trigger,
         checkpoint: checkpoint.clone(),
-        files: match &args.output {
-            Some(dir) => FilesOut::Jsonl(dir.clone()),
-            None => FilesOut::Parquet(parquet.clone()),
-        },
+        files,
+        s3_options: s3_options.clone(),
         progress: if contract { ProgressDisplay::Off } else { ProgressDisplay::Lines },
     };
     say(format!(
@@ -476,8 +510,13 @@ fn main() -> anyhow::Result<()> {
         windows += admin.read_shard(&args.output_stream, id)?.len();
     }
     println!("        records in {:<12} {windows}", args.output_stream);
-    let written = sluice::connectors::read_output(&parquet)?;
-    println!("        rows in the Parquet output: {} ({})", written.height(), parquet.display());
+    let mut reader = Session::new().read().format("parquet");
+    for (k, v) in &s3_options {
+        reader = reader.option(k, v);
+    }
+    let written = reader.load(&parquet)?;
+    println!("        rows in the Parquet output: {} ({}{})", written.height(), parquet.display(),
+        if s3_options.is_empty() { "" } else { ", partitioned by date and channel, zstd" });
     println!("        checkpoint: {}", checkpoint.display());
     Ok(())
 }

@@ -447,6 +447,7 @@ fn kinesis_wiki_on_one_shard_matches_spark_oracle_p05_batch_by_batch() {
         max_records_per_trigger: 2000,
         checkpoint: work.path().join("ck"),
         files: kinesis_wiki::FilesOut::Jsonl(out.clone()),
+        s3_options: vec![],
         progress: ProgressDisplay::Off,
     };
     let progress = kinesis_wiki::run_job(&job).unwrap();
