@@ -437,6 +437,12 @@ fn schemas_are_inferred_outside_a_sink_output_as_spark_does() {
     assert!(empty.contains("cannot infer a schema") && empty.contains(".schema("), "{empty}");
     let unknown = session.read().format("rate").load("").unwrap_err().to_string();
     assert!(unknown.contains("no static reader"), "{unknown}");
+    // An unregistered format: both readers name it and list the registered ones.
+    let static_err = session.read().format("avro").load("x").unwrap_err().to_string();
+    let stream_err = session.read_stream().format("avro").load("x").err().map(|e| e.to_string()).unwrap_or_default();
+    for e in [&static_err, &stream_err] {
+        assert!(e.contains("unknown format \"avro\"") && e.contains("json") && e.contains("parquet"), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use super::{EngineSession, StreamingDataFrame};
 use crate::connector::Options;
 use crate::plan::LogicalPlan;
-use crate::{Result, SluiceError};
+use crate::Result;
 
 /// Describes a streaming source (Spark's `DataStreamReader`).
 pub struct DataStreamReader {
@@ -41,14 +41,11 @@ impl DataStreamReader {
     /// as a warning when the query starts ([`StreamingQuery::warnings`](crate::StreamingQuery::warnings)).
     ///
     /// # Errors
-    /// [`SluiceError::InvalidArgument`] for an unknown format; the format's own errors
+    /// [`crate::SluiceError::InvalidArgument`] for an unknown format; the format's own errors
     /// (missing schema, bad option).
     pub fn load(self, path: impl AsRef<std::path::Path>) -> Result<StreamingDataFrame> {
         let name = self.format.clone().unwrap_or_else(|| "parquet".into()).to_ascii_lowercase();
-        let format = self.session.source_format(&name);
-        let format = format.ok_or_else(|| {
-            SluiceError::InvalidArgument(format!("unknown source format {name:?}"))
-        })?;
+        let format = self.session.require_source_format(&name)?;
         let provider = format.create(&path.as_ref().to_string_lossy(), self.schema, &self.options)?;
         let warnings = self.options.unread_warning(&provider.description(), format.known_options()).into_iter().collect();
         Ok(StreamingDataFrame::new(Arc::new(LogicalPlan::Source { provider, warnings }), self.session))

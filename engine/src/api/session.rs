@@ -155,6 +155,21 @@ impl EngineSession {
     pub(crate) fn source_format(&self, name: &str) -> Option<Arc<dyn SourceFormat>> {
         self.inner.source_formats.read().expect("lock").get(&name.to_ascii_lowercase()).cloned()
     }
+    /// The source format `name` (case-insensitive), for the streaming and the static
+    /// reader alike.
+    ///
+    /// # Errors
+    /// [`SluiceError::InvalidArgument`] naming the format and listing the registered ones.
+    pub(crate) fn require_source_format(&self, name: &str) -> Result<Arc<dyn SourceFormat>> {
+        self.source_format(name).ok_or_else(|| {
+            let mut known: Vec<String> = self.inner.source_formats.read().expect("lock").keys().cloned().collect();
+            known.sort();
+            SluiceError::InvalidArgument(format!(
+                "unknown format {name:?}: registered formats are {} (sluice::Session registers the built-in ones)",
+                known.join(", ")
+            ))
+        })
+    }
     /// `sluice.state.partitions` as set, else the default (a checkpoint pins its own at
     /// its first batch).
     pub fn state_partitions(&self) -> usize {

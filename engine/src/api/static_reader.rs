@@ -65,11 +65,7 @@ impl DataFrameReader {
     /// reader; the format's errors (an unreadable file, a schema that does not fit).
     pub fn load(self, path: impl AsRef<std::path::Path>) -> Result<DataFrame> {
         let name = self.format.clone().unwrap_or_else(|| "parquet".into()).to_ascii_lowercase();
-        let format = self.session.source_format(&name).ok_or_else(|| {
-            SluiceError::InvalidArgument(format!(
-                "unknown format {name:?}: use parquet, json or csv (sluice::Session registers them), or register one"
-            ))
-        })?;
+        let format = self.session.require_source_format(&name)?;
         let path = path.as_ref().to_string_lossy().into_owned();
         let df = format.read_static(&path, self.schema.clone(), &self.options).map_err(|e| match e {
             SluiceError::InvalidArgument(m) => SluiceError::InvalidArgument(format!("reading {path:?} as {name}: {m}")),
