@@ -398,7 +398,7 @@ fn read_data_file(dir: &Dir, f: &ManifestFile) -> Result<(SchemaRef, Vec<RecordB
     };
     let mut bytes = dir.read(&object)?;
     if codec.is_some() {
-        bytes = Bytes::from(compression::text_of(&path, bytes)?);
+        bytes = compression::text_of(&path, bytes)?;
     }
     let (schema, batches) = format.read_bytes(bytes, stored).map_err(|e| match e {
         FileError::Io(source) => SluiceError::Io { path: path.clone(), source },

@@ -199,11 +199,12 @@ fn invalid_file(path: &str, message: String) -> SluiceError {
 /// [`SluiceError::Io`] naming the file: it cannot be read, its compressed stream is
 /// damaged, it has an unsupported codec extension, or it is compressed under a name
 /// without a codec extension.
-pub(crate) fn text_of(path: &str, bytes: bytes::Bytes) -> Result<Vec<u8>> {
+pub(crate) fn text_of(path: &str, bytes: bytes::Bytes) -> Result<bytes::Bytes> {
     let p = Path::new(path);
     if let Some(codec) = Codec::from_path(p) {
         return codec
             .decompress(&bytes)
+            .map(bytes::Bytes::from)
             .map_err(|e| invalid_file(path, format!("cannot decompress this .{} file: {e}", codec.extension())));
     }
     let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
@@ -219,7 +220,8 @@ pub(crate) fn text_of(path: &str, bytes: bytes::Bytes) -> Result<Vec<u8>> {
             format!("the file is {codec}-compressed but its name has no codec extension; refusing to read it as text"),
         ));
     }
-    Ok(bytes.to_vec())
+    // Uncompressed: the bytes as read, not copied.
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -85,20 +85,37 @@ const BARE_NON_NUMERIC: [(&[u8], &str); 6] = [
 /// # Errors
 /// A message saying the nesting is too deep.
 pub(crate) fn prepare(text: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String> {
-    let (mut depth, mut in_string, mut escaped, mut bare) = (0usize, false, false, false);
-    for &b in text {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    if !may_need_preparing(text, true) {
+        return Ok(Cow::Borrowed(text));
+    }
+    prepare_exactly(text)
+}
+
+/// [`prepare`] without the quick test: one pass over the bytes outside strings.
+fn prepare_exactly(text: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String> {
+    let (mut depth, mut bare, mut i) = (0usize, false, 0usize);
+    while i < text.len() {
+        match text[i] {
+            // A string's body is skipped with memchr (SIMD) to its closing quote or next
+            // escape: most of a record's bytes are in strings, and only the few bytes
+            // outside them can open a level or be a bare token.
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', text.get(i..).unwrap_or_default()) {
+                        Some(k) if text[i + k] == b'\\' => i += k + 2,
+                        Some(k) => {
+                            i += k + 1;
+                            break;
+                        }
+                        None => {
+                            i = text.len();
+                            break;
+                        }
+                    }
+                }
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
@@ -111,6 +128,7 @@ pub(crate) fn prepare(text: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String>
             b'N' | b'I' | b'+' => bare = true,
             _ => {}
         }
+        i += 1;
     }
     if !bare {
         return Ok(Cow::Borrowed(text));
@@ -147,6 +165,16 @@ pub(crate) fn prepare(text: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String>
         i += 1;
     }
     Ok(Cow::Owned(out))
+}
+
+/// Whether [`prepare`] may have work to do on `text`: it is longer than
+/// [`MAX_JSON_DEPTH`] bytes (a level takes at least its `{` or `[` byte, so a shorter
+/// text cannot nest too deep), or `may_hold_bare` and it holds a byte that can start a
+/// bare token (`N`, `I`, `+`). A file's lines pass `may_hold_bare = false` when one memchr
+/// scan of the whole file found none of those bytes: most JSON lines files then need
+/// nothing per line but a length compare.
+fn may_need_preparing(text: &[u8], may_hold_bare: bool) -> bool {
+    text.len() > MAX_JSON_DEPTH || (may_hold_bare && memchr::memchr3(b'N', b'I', b'+', text).is_some())
 }
 
 /// The number a marked string of [`prepare`] stands for.
@@ -193,12 +221,18 @@ pub(crate) fn decode(how: &RecordDecoding<'_>, path: &str, bytes: &[u8]) -> Resu
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let mut out = Decoded::default();
     let mut chunk: Vec<Line<'_>> = Vec::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+    let may_hold_bare = memchr::memchr3(b'N', b'I', b'+', bytes).is_some();
+    // Lines found by memchr (SIMD), as `split` on b'\n' would cut them.
+    let mut start = 0;
+    for (i, end) in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())).enumerate() {
+        let raw = &bytes[start..end];
+        start = end + 1;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if is_blank(line) {
             continue;
         }
-        let prepared = match prepare(line) {
+        let prepared = if may_need_preparing(line, may_hold_bare) { prepare_exactly(line) } else { Ok(Cow::Borrowed(line)) };
+        let prepared = match prepared {
             Ok(p) => p,
             Err(message) => {
                 // Malformed as a whole, in its place among the rows.
@@ -689,6 +723,16 @@ mod tests {
         assert!(prepare(deeper.as_bytes()).unwrap_err().contains("deeper than 1000"));
         let quoted = br#"{"s": "[[[[NaN Infinity", "t": "\"{"}"#;
         assert!(matches!(prepare(quoted).unwrap(), Cow::Borrowed(_)), "tokens in strings are left alone");
+        // An escaped backslash ends before the closing quote; brackets after it count.
+        let escaped = format!(r#"{{"s": "a\\", "t": {}1{}}}"#, "[".repeat(1000), "]".repeat(1000));
+        assert!(prepare(escaped.as_bytes()).unwrap_err().contains("deeper than 1000"));
+        let escaped_quote = format!(r#"{{"s": "a\" {}"}}"#, "[".repeat(1001));
+        assert!(prepare(escaped_quote.as_bytes()).is_ok(), "an escaped quote does not close the string");
+        for unterminated in [&br#"{"s": "abc"#[..], br#"{"s": "abc\"#, br#"{"s": "\"#, br#"""#, br"\"] {
+            assert!(matches!(prepare(unterminated).unwrap(), Cow::Borrowed(_)), "left to the decoder to reject");
+        }
+        let after_string = br#"{"s": "x", "v": NaN}"#;
+        assert!(matches!(prepare(after_string).unwrap(), Cow::Owned(_)), "a bare token after a string is found");
         let bare = br#"{"a": NaN, "b": [-INF, +Infinity, 1e+5], "c": INF, "d": NaNa}"#;
         let p = prepare(bare).unwrap();
         assert_eq!(
