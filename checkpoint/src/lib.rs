@@ -571,16 +571,6 @@ impl Checkpoint {
         res.map_err(|e| self.store_err(path, e))
     }
 
-    fn exists(&self, path: &Path) -> Result<bool> {
-        let store = self.store.clone();
-        let p = path.clone();
-        match self.rt.block_on(async move { store.head(&p).await }) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.store_err(path, e)),
-        }
-    }
-
     /// Writes an object whole: `data` followed by its checksum trailer (see [`checksum`];
     /// [`get`](Self::get) returns `data`). With `create_only`, an existing object is left
     /// untouched and `Ok(false)` is returned; otherwise `Ok(true)`.
@@ -598,8 +588,12 @@ impl Checkpoint {
         let store = self.store.clone();
         let p = path.clone();
         let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
-        let trailer = Bytes::from(checksum::trailer(&data));
-        let payload = PutPayload::from_iter([data, trailer]);
+        // One contiguous part: an in-memory store keeps it without copying, and a Vec
+        // behind a unique `Bytes` (what the encoders hand over) takes the trailer in place.
+        let trailer = checksum::trailer(&data);
+        let mut sealed = Vec::<u8>::from(data);
+        sealed.extend_from_slice(trailer.as_bytes());
+        let payload = PutPayload::from(sealed);
         let res = self.rt.block_on(async move { store.put_opts(&p, payload, PutOptions::from(mode)).await });
         match res {
             Ok(_) => {}
@@ -910,9 +904,10 @@ impl Checkpoint {
         if let Some(newer) = &own.superseded_by {
             return Err(self.not_owner(&claim.run_id, newer, what));
         }
-        let newer = match self.read_claim(claim.number + 1)? {
+        let (next, own_exists) = self.next_claim_and_own(claim.number)?;
+        let newer = match next {
             Some(newer) => Some(newer),
-            None if self.exists(&self.paths.run_claim(claim.number))? => return Ok(()),
+            None if own_exists => return Ok(()),
             // Our claim was purged: newer runs claimed since (at least KEEP_RUN_CLAIMS).
             None => match self.claim_numbers()?.last() {
                 Some(&k) if k > claim.number => self.read_claim(k)?,
@@ -968,9 +963,41 @@ impl Checkpoint {
     /// Reads `runs/<k>`; `Ok(None)` when absent.
     fn read_claim(&self, k: u64) -> Result<Option<RunClaim>> {
         let path = self.paths.run_claim(k);
-        let Some(bytes) = self.get(&path)? else { return Ok(None) };
-        let mut claim: RunClaim = serde_json::from_slice(&bytes)
-            .map_err(|e| self.corrupt(&path, format!("not a run claim: {e}")))?;
+        let object = self.get_raw(&path)?;
+        self.decode_claim(k, &path, object)
+    }
+
+    /// The claim after `k` (`runs/<k+1>`, `None` when absent) and whether `runs/<k>` still
+    /// exists: the two reads of the ownership check, issued together (one round trip on
+    /// S3, two parallel file operations locally).
+    fn next_claim_and_own(&self, k: u64) -> Result<(Option<RunClaim>, bool)> {
+        let (store, next, own) = (self.store.clone(), self.paths.run_claim(k + 1), self.paths.run_claim(k));
+        let (n, o) = (next.clone(), own.clone());
+        let (next_object, own_head) = self.rt.block_on(async move {
+            let next_object = async {
+                match store.get(&n).await {
+                    Ok(r) => r.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            };
+            tokio::join!(next_object, store.head(&o))
+        });
+        let next_object = next_object.map_err(|e| self.store_err(&next, e))?;
+        let own_exists = match own_head {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(self.store_err(&own, e)),
+        };
+        Ok((self.decode_claim(k + 1, &next, next_object)?, own_exists))
+    }
+
+    /// A claim object as read (`None`: absent): checksum verified, JSON decoded.
+    fn decode_claim(&self, k: u64, path: &Path, object: Option<Bytes>) -> Result<Option<RunClaim>> {
+        let Some(object) = object else { return Ok(None) };
+        let len = checksum::open(&object).map_err(|reason| self.corrupt(path, reason))?.len();
+        let mut claim: RunClaim = serde_json::from_slice(&object[..len])
+            .map_err(|e| self.corrupt(path, format!("not a run claim: {e}")))?;
         claim.number = k;
         Ok(Some(claim))
     }
