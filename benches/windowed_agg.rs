@@ -40,7 +40,7 @@ use anyhow::Context;
 use sluice::checkpoint::Checkpoint;
 use sluice::prelude::*;
 use sluice::StreamingQueryProgress;
-use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, Rng, SinkLog};
+use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, ProgressLog, Rng, SinkLog};
 
 const SENSORS: usize = 1000;
 const FILES: usize = 20;
@@ -223,17 +223,11 @@ fn measure(case: &str, wall: Duration, progress: &[StreamingQueryProgress], log:
     }
 }
 
-/// Collects every progress report while `running` (recent_progress keeps only 100).
-fn collect_progress(query: &StreamingQuery, all: &mut BTreeMap<u64, StreamingQueryProgress>) {
-    for p in query.recent_progress() {
-        all.entry(p.batch_id).or_insert(p);
-    }
-}
-
 /// Case 2: 1,000-row frames from a MemoryStream, back to back (the sink of batch n adds
 /// frame n + 1).
 fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
+    let reports = ProgressLog::attach(&session);
     let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
     let log = SinkLog::default();
@@ -254,25 +248,22 @@ fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Res
             Ok(())
         })
         .start()?;
-    let mut all = BTreeMap::new();
     let last = frames.len() as u64 - 1;
-    while query.last_progress().is_none_or(|p| p.batch_id < last) {
+    while reports.last_batch().is_none_or(|b| b < last) {
         anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
         anyhow::ensure!(t0.elapsed() < Duration::from_secs(1800), "{case}: not done after 30 minutes");
-        collect_progress(&query, &mut all);
-        std::thread::sleep(Duration::from_millis(20));
+        reports.wait_past(reports.last_batch(), Duration::from_millis(200));
     }
     let wall = t0.elapsed();
     query.process_all_available()?;
-    collect_progress(&query, &mut all);
     query.stop()?;
-    let progress: Vec<_> = all.into_values().collect();
-    Ok(measure(case, wall, &progress, &log))
+    Ok(measure(case, wall, &reports.progress(), &log))
 }
 
 /// Case 2b: add one frame to an idle query, time until its progress report appears.
 fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
+    let reports = ProgressLog::attach(&session);
     let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
     let log = SinkLog::default();
@@ -288,7 +279,6 @@ fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow:
         })
         .start()?;
     let mut latencies = Vec::new();
-    let mut all = BTreeMap::new();
     let t0 = Instant::now();
     for f in frames {
         // Let a pending no-data batch run first, so that the next report is this frame's.
@@ -297,18 +287,16 @@ fn run_memory_e2e(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow:
         let t = Instant::now();
         stream.add_data(f.clone())?;
         // No batch is pending, so the next report is this frame's batch (a no-data batch
-        // may follow it before this loop looks: then the time is slightly overstated).
-        while query.last_progress().map(|p| p.batch_id) == before {
-            anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "no batch within 60 s of adding a frame");
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        // may follow it before the listener wakes this thread: then the time is slightly
+        // overstated). Reports reach the listener after the query published them.
+        let reported = reports.wait_past(before, Duration::from_secs(60));
+        anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
+        anyhow::ensure!(reported.is_some(), "no batch within 60 s of adding a frame");
         latencies.push(t.elapsed());
-        collect_progress(&query, &mut all);
     }
     let wall = t0.elapsed();
     query.stop()?;
-    let progress: Vec<_> = all.into_values().collect();
+    let progress = reports.progress();
     let (bpg, rows_at_peak) = state_peak(&progress);
     Ok(Measure {
         case: case.into(),
