@@ -642,8 +642,33 @@ fn the_http_endpoint_answers_while_the_query_runs() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
     let (_, body) = http_get(port, "/queries/per_user/state?user=nobody");
     assert_eq!(body, "[]");
-    assert_eq!(http_get(port, "/queries/nope/state").0, 404);
-    assert_eq!(http_get(port, "/queries/per_user/state?color=red").0, 400);
+    // Errors are JSON too: an unknown query or route is a 404, a key column the state
+    // does not have or an operator / store that is not a number is a 400.
+    for (path, status) in [
+        ("/queries/nope/state", 404),
+        ("/queries/nope/progress", 404),
+        ("/queries/per_user/nothing", 404),
+        ("/elsewhere", 404),
+        ("/queries/per_user/state?color=red", 400),
+        ("/queries/per_user/state?operator=first", 400),
+        ("/queries/per_user/state?store=-1", 400),
+    ] {
+        let (got, body) = http_get(port, path);
+        assert_eq!(got, status, "{path}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert!(error["error"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+    assert!(http_get(port, "/queries/nope/state").1.contains("nope"));
+    assert!(http_get(port, "/queries/per_user/state?operator=first").1.contains("operator"));
+    // Only GET is served.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "POST /queries HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    }
     query.stop().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the endpoint stops with the query");
