@@ -711,3 +711,109 @@ fn explain_batch_names_the_batch_that_saw_a_duplicate_key() {
     let batch_rows = table.batches().into_iter().find(|(b, _)| *b == last).map(|(_, d)| d).unwrap();
     e.verify(&batch_rows).unwrap();
 }
+
+/// A frame of `cols` (all of one length).
+fn frame_of(cols: Vec<Column>) -> DataFrame {
+    let h = cols[0].len();
+    DataFrame::new(h, cols).unwrap()
+}
+
+/// A timestamp column of seconds after 2024-03-01T08:00:00Z.
+fn ts_after_8(name: &str, secs: Vec<i64>) -> Column {
+    let base = 1_709_280_000_000_000i64; // 2024-03-01T08:00:00Z
+    Column::new(name.into(), secs.into_iter().map(|s| base + s * 1_000_000).collect::<Vec<_>>()).cast(&common::ts()).unwrap()
+}
+
+/// `explain_batch` of a stream-stream join names the left row that never matched in the
+/// batch whose watermark evicts it from state (inner: it produced nothing; left outer: it
+/// produced the null-padded output row, which says so), and every batch's replayed output
+/// is the sink's.
+#[test]
+fn explain_batch_names_a_join_row_evicted_with_no_match() {
+    for how in [sluice::StreamJoinType::Inner, sluice::StreamJoinType::LeftOuter] {
+        let work = tempfile::tempdir().unwrap();
+        let ck = work.path().join("ck");
+        let session = Session::new();
+        let imp = sluice::connectors::MemoryStream::new(std::sync::Arc::new(common::impressions_schema()));
+        let clk = sluice::connectors::MemoryStream::new(std::sync::Arc::new(common::clicks_schema()));
+        // click_time in [impression_time, impression_time + 1 hour], 10-minute watermarks
+        let df = common::ad_join(imp.to_df(&session), clk.to_df(&session), how, "10 minutes", "10 minutes", "1 hour").unwrap();
+        let table = sluice::connectors::MemoryTable::new();
+        let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
+        // a is clicked, c never is; then time moves on by 5 hours, which evicts both.
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), vec!["a", "c"]),
+            ts_after_8("impression_time", vec![0, 20]),
+            Column::new("campaign".into(), vec!["k", "k"]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), vec!["a"]),
+            ts_after_8("click_time", vec![60]),
+            Column::new("cost".into(), vec![1.0]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), vec!["later"]),
+            ts_after_8("impression_time", vec![5 * 3600]),
+            Column::new("campaign".into(), vec!["k"]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), vec!["none"]),
+            ts_after_8("click_time", vec![5 * 3600]),
+            Column::new("cost".into(), vec![0.0]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+        query.stop().unwrap();
+        let batches: Vec<u64> = query.recent_progress().iter().map(|p| p.batch_id).collect();
+        assert!(batches.len() >= 3, "{how}: the watermark's move runs a no-data batch: {batches:?}");
+        let sink = table.batches();
+        let mut evictions = Vec::new();
+        for &b in &batches {
+            let e = sluice::engine::explain_batch(&df, OutputMode::Append, &ck, b).unwrap();
+            let sink_rows = sink.iter().find(|(id, _)| *id == b).map(|(_, d)| d.clone()).unwrap_or_default();
+            e.verify(&sink_rows).unwrap_or_else(|err| panic!("{how}: batch {b}: {err}"));
+            let col = |c: &str| -> Vec<String> { e.rows.column(c).unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect() };
+            let (rows, outcomes, reasons) = (col("row"), col("outcome"), col("reason"));
+            for r in 0..rows.len() {
+                if reasons[r].contains("with no match") {
+                    evictions.push((b, rows[r].clone(), outcomes[r].clone(), reasons[r].clone()));
+                }
+            }
+            let out_reasons: Vec<String> =
+                e.output.column("reason").unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect();
+            let padded: Vec<&String> = out_reasons.iter().filter(|r| r.starts_with("outer join:")).collect();
+            if how == sluice::StreamJoinType::LeftOuter && !evictions.is_empty() && evictions.iter().all(|(eb, ..)| *eb == b) {
+                // the batch that evicted c output its null-padded row, and says why
+                assert_eq!(padded, vec!["outer join: evicted with no match at watermark 2024-03-01T11:49:59.999Z"], "{how}: batch {b}: {out_reasons:?}");
+                let ids = e.output.column("ad_id").unwrap().str().unwrap().clone();
+                let clicks = e.output.column("click_ad_id").unwrap().str().unwrap().clone();
+                assert!((0..e.output.height()).any(|r| ids.get(r) == Some("c") && clicks.get(r).is_none() && out_reasons[r].starts_with("outer join:")));
+            } else {
+                assert!(padded.is_empty(), "{how}: batch {b}: {out_reasons:?}");
+            }
+        }
+        // Only c: a matched (its eviction is no news), "later" and "none" stay in state.
+        assert_eq!(evictions.len(), 1, "{how}: {evictions:?}");
+        let (b, row, outcome, reason) = &evictions[0];
+        assert!(*b > 0, "{how}: evicted by the first batch?");
+        assert!(row.contains(r#""ad_id":"c""#), "{how}: {row}");
+        // the watermark after batch 1 is 12:50 (5 h - 10 min): a click can still come for
+        // an impression after 12:50 - 1 hour, and the left state watermark is 1 ms below
+        // 11:50 (the join condition's `>=` solved as Spark does).
+        let why = "with no match (event time 2024-03-01T08:00:20.000Z <= state watermark 2024-03-01T11:49:59.999Z), in state since batch 0";
+        match how {
+            sluice::StreamJoinType::Inner => {
+                assert_eq!(outcome, "evicted");
+                assert_eq!(reason, &format!("evicted join row {why}"));
+            }
+            _ => {
+                assert_eq!(outcome, "emitted");
+                assert_eq!(reason, &format!("outer join: evicted {why}: emitted null-padded"));
+            }
+        }
+    }
+}
