@@ -817,3 +817,178 @@ fn explain_batch_names_a_join_row_evicted_with_no_match() {
         }
     }
 }
+
+/// Session-window edits `(user, minutes after 08:00, added)`.
+fn edits(rows: &[(&str, i64, i64)]) -> DataFrame {
+    frame_of(vec![
+        ts_after_8("time", rows.iter().map(|r| r.1 * 60).collect()),
+        Column::new("user".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        Column::new("added".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+    ])
+}
+
+/// A session window's late row (its own session ended at or before the watermark) goes to
+/// the late-rows output once, with its batch, operator, watermark, event time and
+/// session, and is not counted in the output; every batch fails once in the sink and is
+/// replayed by a new query on the checkpoint, and the late row's batch is replayed once
+/// more after its commit is lost: still one late row.
+#[test]
+fn session_window_late_rows_are_written_once_across_restarts() {
+    let work = tempfile::tempdir().unwrap();
+    let (ck, late) = (work.path().join("ck"), work.path().join("late"));
+    let session = Session::new();
+    let stream = MemoryStream::new(edits(&[]).schema().clone());
+    type Outputs = std::sync::Arc<std::sync::Mutex<BTreeMap<u64, DataFrame>>>;
+    let out: Outputs = Default::default();
+    let failed: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>> = Default::default();
+    let start = || {
+        let (out, failed) = (out.clone(), failed.clone());
+        common::wiki_sessions(stream.to_df(&session), "10 minutes", "5 minutes")
+            .unwrap()
+            .write_stream()
+            .output_mode(OutputMode::Append)
+            .checkpoint_location(&ck)
+            .progress(ProgressDisplay::Off)
+            .with_late_rows("parquet", late.display())
+            .foreach_batch(move |df, id| {
+                if failed.lock().unwrap().insert(id) {
+                    return Err(SluiceError::User(format!("injected failure in batch {id}")));
+                }
+                out.lock().unwrap().insert(id, df.clone());
+                Ok(())
+            })
+            .start()
+            .unwrap()
+    };
+    // Runs until all data is processed, restarting after each failed batch.
+    let run = || {
+        for _ in 0..10 {
+            let q = start();
+            let ok = q.process_all_available().is_ok();
+            let _ = q.stop();
+            if ok {
+                return;
+            }
+        }
+        panic!("the query kept failing");
+    };
+    let last_commit = || {
+        std::fs::read_dir(ck.join("commits"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap()
+    };
+    // a: [0, 15), c: [20, 30); the watermark after is 20 - 5 = 15 minutes.
+    stream.add_data(edits(&[("a", 0, 1), ("a", 5, 2), ("c", 20, 4)])).unwrap();
+    run();
+    // a@1's own session [1, 11) ends at 11 <= 15: late; c@18 extends c to [18, 30)
+    // (and, no later than c@20, leaves the watermark where it is: no no-data batch).
+    stream.add_data(edits(&[("a", 1, 8), ("c", 18, 16)])).unwrap();
+    run();
+    let late_batch = last_commit();
+    std::fs::remove_file(ck.join("commits").join(late_batch.to_string())).unwrap();
+    run(); // replays the late row's batch: its late rows are in the side output's manifest
+    // The watermark 60 - 5 = 55 evicts c.
+    stream.add_data(edits(&[("d", 60, 32)])).unwrap();
+    run();
+
+    let late = sluice::connectors::read_output(&late).unwrap();
+    assert_eq!(late.height(), 1, "{late}");
+    let row: serde_json::Value = serde_json::from_str(late.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!((row["user"].as_str(), row["added"].as_i64()), (Some("a"), Some(8)), "{row}");
+    assert_eq!(late.column("batch_id").unwrap().u64().unwrap().get(0), Some(late_batch));
+    assert_eq!(late.column("operator").unwrap().str().unwrap().get(0), Some("SessionWindowAggregateExec"));
+    let base = 1_709_280_000_000_000i64;
+    let minute = 60_000_000i64;
+    let us = |c: &str| late.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("watermark"), Some(base + 15 * minute));
+    assert_eq!(us("event_time"), Some(base + minute));
+    assert_eq!((us("window_start"), us("window_end")), (Some(base + minute), Some(base + 11 * minute)));
+
+    // The output counts a's two on-time edits only.
+    let mut sessions = Vec::new();
+    for df in out.lock().unwrap().values() {
+        for i in 0..df.height() {
+            let get = |c: &str| df.column(c).unwrap().get(i).unwrap().to_string();
+            sessions.push(format!("{} {} {}", get("user"), get("edits"), get("added")));
+        }
+    }
+    sessions.sort();
+    assert_eq!(sessions, vec![r#""a" 2 3"#, r#""c" 2 20"#]);
+}
+
+/// A stream-stream join's late row (its event time at or before the watermark for late
+/// events) goes to a foreach-style late-rows output once, naming the join, and produces
+/// no joined row although a click for it arrives on time.
+#[test]
+fn join_late_rows_reach_the_side_output_once_and_not_the_output() {
+    let session = Session::new();
+    let imp = MemoryStream::new(std::sync::Arc::new(common::impressions_schema()));
+    let clk = MemoryStream::new(std::sync::Arc::new(common::clicks_schema()));
+    let df = common::ad_join(imp.to_df(&session), clk.to_df(&session), sluice::StreamJoinType::Inner, "10 minutes", "10 minutes", "1 hour")
+        .unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
+    let sink = seen.clone();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .progress(ProgressDisplay::Off)
+        .with_late_rows_foreach(move |rows, id| {
+            sink.lock().unwrap().push((id, rows.clone()));
+            Ok(())
+        })
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    let add = |ids: &[&str], imp_secs: Vec<i64>, clicks: &[&str], click_secs: Vec<i64>| {
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), ids.to_vec()),
+            ts_after_8("impression_time", imp_secs),
+            Column::new("campaign".into(), vec!["k"; ids.len()]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), clicks.to_vec()),
+            ts_after_8("click_time", click_secs),
+            Column::new("cost".into(), vec![1.0; clicks.len()]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+    };
+    add(&["a"], vec![0], &["a"], vec![60]);
+    // both watermarks move to 5 h - 10 min = 12:50
+    add(&["later"], vec![5 * 3600], &["none"], vec![5 * 3600]);
+    // x's impression at 12:00 is late; its click at 12:55 is on time and would match it
+    add(&["x", "y"], vec![4 * 3600, 5 * 3600 + 60], &["x", "y"], vec![4 * 3600 + 55 * 60, 5 * 3600 + 120]);
+    let dropped: u64 = query.recent_progress().iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+    // the batch of the third frame (4 rows); a no-data batch may follow it
+    let last = query.recent_progress().iter().find(|p| p.num_input_rows == 4).unwrap().batch_id;
+    query.stop().unwrap();
+    assert_eq!(dropped, 1, "the progress counter still counts it");
+
+    let seen = seen.lock().unwrap();
+    let late: Vec<&(u64, DataFrame)> = seen.iter().filter(|(_, d)| d.height() > 0).collect();
+    assert_eq!(late.len(), 1, "{seen:?}");
+    let (batch, rows) = late[0];
+    assert_eq!(rows.height(), 1, "{rows}");
+    assert_eq!(*batch, last);
+    assert_eq!(rows.column("batch_id").unwrap().u64().unwrap().get(0), Some(last));
+    let row: serde_json::Value = serde_json::from_str(rows.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(row["ad_id"], "x", "{row}");
+    assert_eq!(rows.column("operator").unwrap().str().unwrap().get(0), Some("StreamingSymmetricHashJoinExec"));
+    assert_eq!(rows.column("operator_id").unwrap().u32().unwrap().get(0), Some(0));
+    let base = 1_709_280_000_000_000i64;
+    let us = |c: &str| rows.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("watermark"), Some(base + (5 * 3600 - 600) * 1_000_000));
+    assert_eq!(us("event_time"), Some(base + 4 * 3600 * 1_000_000));
+    assert_eq!(us("window_start"), None);
+
+    let all = table.to_df().unwrap().unwrap();
+    let mut pairs: Vec<String> = (0..all.height())
+        .map(|i| format!("{}|{}", all.column("ad_id").unwrap().get(i).unwrap(), all.column("click_ad_id").unwrap().get(i).unwrap()))
+        .collect();
+    pairs.sort();
+    assert_eq!(pairs, vec![r#""a"|"a""#, r#""y"|"y""#], "the late impression joins nothing");
+}
