@@ -94,8 +94,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// The session's active queries, with the owner while it runs (it registers with the
-    /// manager once its first batch starts).
+    /// The session's active queries, and the owner while it runs should the manager not
+    /// list it.
     fn queries(&self) -> Vec<StreamingQuery> {
         let mut queries = self.manager.active();
         if !queries.iter().any(|q| q.run_id() == self.owner.run_id()) && self.owner.is_active() {
@@ -104,13 +104,15 @@ impl Shared {
         queries
     }
 
-    /// The active query named (or with id) `name`, or a 404 answer.
-    fn find(&self, name: &str) -> std::result::Result<StreamingQuery, Response> {
-        self.queries()
-            .into_iter()
-            .find(|q| q.name() == Some(name) || q.id() == name)
-            .ok_or_else(|| json(StatusCode::NOT_FOUND, error_json(&format!("no active query named {name}"))))
+    /// The active query named (or with id) `name`.
+    fn find(&self, name: &str) -> Option<StreamingQuery> {
+        self.queries().into_iter().find(|q| q.name() == Some(name) || q.id() == name)
     }
+}
+
+/// The 404 answer for a query name that no active query has.
+fn no_query(name: &str) -> Response {
+    json(StatusCode::NOT_FOUND, error_json(&format!("no active query named {name}")))
 }
 
 /// A JSON answer with `status`.
@@ -150,9 +152,8 @@ async fn list_queries(State(shared): State<Shared>) -> Response {
 }
 
 async fn progress(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
-    let q = match shared.find(&name) {
-        Ok(q) => q,
-        Err(answer) => return answer,
+    let Some(q) = shared.find(&name) else {
+        return no_query(&name);
     };
     match q.last_progress() {
         Some(p) => match serde_json::to_string(&p) {
@@ -168,9 +169,8 @@ async fn state(
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let q = match shared.find(&name) {
-        Ok(q) => q,
-        Err(answer) => return answer,
+    let Some(q) = shared.find(&name) else {
+        return no_query(&name);
     };
     // Reading a state version is file I/O and a Polars computation: off the runtime's
     // single thread, so that other requests and the shutdown poll go on meanwhile.
