@@ -992,3 +992,81 @@ fn join_late_rows_reach_the_side_output_once_and_not_the_output() {
     pairs.sort();
     assert_eq!(pairs, vec![r#""a"|"a""#, r#""y"|"y""#], "the late impression joins nothing");
 }
+
+/// `explain_batch` names the rows of a batch's own input that the batch evicts with no
+/// match: a data batch whose watermark for eviction is ahead of the one for late rows
+/// (files read one per batch, back to back). The impression q (11:00) enters state and is
+/// evicted (left state watermark ~11:50); the click r (12:00) is past the right state
+/// watermark (~12:50) on arrival and never enters state; the click m (12:40) is past it too but
+/// matched, so it is no eviction to explain.
+#[test]
+fn explain_batch_names_rows_of_the_batch_evicted_with_no_match_on_arrival() {
+    let work = tempfile::tempdir().unwrap();
+    let (imp_dir, clk_dir, ck) = (work.path().join("imp"), work.path().join("clk"), work.path().join("ck"));
+    let files = [
+        (&imp_dir, vec![r#"{"ad_id": "a", "impression_time": "2024-03-01T08:00:00Z", "campaign": "k"}"#]),
+        (&imp_dir, vec![r#"{"ad_id": "later", "impression_time": "2024-03-01T13:00:00Z", "campaign": "k"}"#]),
+        (&imp_dir, vec![
+            r#"{"ad_id": "q", "impression_time": "2024-03-01T11:00:00Z", "campaign": "k"}"#,
+            r#"{"ad_id": "m", "impression_time": "2024-03-01T12:30:00Z", "campaign": "k"}"#,
+        ]),
+        (&clk_dir, vec![r#"{"click_ad_id": "a", "click_time": "2024-03-01T08:01:00Z", "cost": 1.0}"#]),
+        (&clk_dir, vec![r#"{"click_ad_id": "none", "click_time": "2024-03-01T13:00:00Z", "cost": 1.0}"#]),
+        (&clk_dir, vec![
+            r#"{"click_ad_id": "r", "click_time": "2024-03-01T12:00:00Z", "cost": 1.0}"#,
+            r#"{"click_ad_id": "m", "click_time": "2024-03-01T12:40:00Z", "cost": 1.0}"#,
+        ]),
+    ];
+    for (i, (dir, lines)) in files.iter().enumerate() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("part-{:05}.json", i % 3)), lines.join("\n") + "\n").unwrap();
+    }
+    let session = Session::new();
+    let build = || {
+        let imp = common::json_source(&session, &imp_dir, common::impressions_schema()).unwrap();
+        let clk = common::json_source(&session, &clk_dir, common::clicks_schema()).unwrap();
+        common::ad_join(imp, clk, sluice::StreamJoinType::Inner, "10 minutes", "10 minutes", "1 hour").unwrap()
+    };
+    let table = sluice::connectors::MemoryTable::new();
+    let query = build()
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .trigger(Trigger::AvailableNow)
+        .checkpoint_location(&ck)
+        .progress(ProgressDisplay::Off)
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    query.await_termination().unwrap();
+    let third = query.recent_progress().iter().filter(|p| p.num_input_rows > 0).map(|p| p.batch_id).nth(2).unwrap();
+    let e = sluice::engine::explain_batch(&build(), OutputMode::Append, &ck, third).unwrap();
+    let sink_rows = table.batches().into_iter().find(|(b, _)| *b == third).map(|(_, d)| d).unwrap_or_default();
+    e.verify(&sink_rows).unwrap();
+    assert_eq!(e.output.height(), 1, "m joins m: {}", e.output);
+    let col = |c: &str| -> Vec<String> { e.rows.column(c).unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect() };
+    let mut got: Vec<(String, String, String)> =
+        col("row").into_iter().zip(col("outcome")).zip(col("reason")).map(|((r, o), why)| (r, o, why)).collect();
+    got.sort();
+    let id = |row: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(row).unwrap();
+        v.get("ad_id").or(v.get("click_ad_id")).and_then(|s| s.as_str()).unwrap_or("").to_string()
+    };
+    let summary: Vec<(String, String, String)> = got.iter().map(|(r, o, why)| (id(r), o.clone(), why.clone())).collect();
+    let mut ids: Vec<&str> = summary.iter().map(|(i, ..)| i.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m", "m", "q", "r"], "each input row once: {summary:?}");
+    for (i, outcome, why) in &summary {
+        match i.as_str() {
+            "q" => {
+                assert_eq!(outcome, "evicted", "{summary:?}");
+                assert!(why.starts_with("evicted join row with no match (event time 2024-03-01T11:00:00.000Z <= state watermark 2024-03-01T11:49:59.999Z)"), "{why}");
+                assert!(!why.contains("in state since"), "q came in this batch: {why}");
+            }
+            "r" => {
+                assert_eq!(outcome, "evicted", "{summary:?}");
+                assert!(why.starts_with("evicted join row with no match (event time 2024-03-01T12:00:00.000Z <= state watermark 2024-03-01T12:49:59.999Z)"), "{why}");
+            }
+            _ => assert_eq!(outcome, "passed to the operator", "{summary:?}"),
+        }
+    }
+}
