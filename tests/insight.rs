@@ -642,8 +642,33 @@ fn the_http_endpoint_answers_while_the_query_runs() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
     let (_, body) = http_get(port, "/queries/per_user/state?user=nobody");
     assert_eq!(body, "[]");
-    assert_eq!(http_get(port, "/queries/nope/state").0, 404);
-    assert_eq!(http_get(port, "/queries/per_user/state?color=red").0, 400);
+    // Errors are JSON too: an unknown query or route is a 404, a key column the state
+    // does not have or an operator / store that is not a number is a 400.
+    for (path, status) in [
+        ("/queries/nope/state", 404),
+        ("/queries/nope/progress", 404),
+        ("/queries/per_user/nothing", 404),
+        ("/elsewhere", 404),
+        ("/queries/per_user/state?color=red", 400),
+        ("/queries/per_user/state?operator=first", 400),
+        ("/queries/per_user/state?store=-1", 400),
+    ] {
+        let (got, body) = http_get(port, path);
+        assert_eq!(got, status, "{path}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert!(error["error"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+    assert!(http_get(port, "/queries/nope/state").1.contains("nope"));
+    assert!(http_get(port, "/queries/per_user/state?operator=first").1.contains("operator"));
+    // Only GET is served.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "POST /queries HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    }
     query.stop().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the endpoint stops with the query");
@@ -685,4 +710,363 @@ fn explain_batch_names_the_batch_that_saw_a_duplicate_key() {
     assert!(reasons.contains(&format!(r#"duplicate of key {{"id":"c"}} seen earlier in batch {last}"#)), "{reasons:?}");
     let batch_rows = table.batches().into_iter().find(|(b, _)| *b == last).map(|(_, d)| d).unwrap();
     e.verify(&batch_rows).unwrap();
+}
+
+/// A frame of `cols` (all of one length).
+fn frame_of(cols: Vec<Column>) -> DataFrame {
+    let h = cols[0].len();
+    DataFrame::new(h, cols).unwrap()
+}
+
+/// A timestamp column of seconds after 2024-03-01T08:00:00Z.
+fn ts_after_8(name: &str, secs: Vec<i64>) -> Column {
+    let base = 1_709_280_000_000_000i64; // 2024-03-01T08:00:00Z
+    Column::new(name.into(), secs.into_iter().map(|s| base + s * 1_000_000).collect::<Vec<_>>()).cast(&common::ts()).unwrap()
+}
+
+/// `explain_batch` of a stream-stream join names the left row that never matched in the
+/// batch whose watermark evicts it from state (inner: it produced nothing; left outer: it
+/// produced the null-padded output row, which says so), and every batch's replayed output
+/// is the sink's.
+#[test]
+fn explain_batch_names_a_join_row_evicted_with_no_match() {
+    for how in [sluice::StreamJoinType::Inner, sluice::StreamJoinType::LeftOuter] {
+        let work = tempfile::tempdir().unwrap();
+        let ck = work.path().join("ck");
+        let session = Session::new();
+        let imp = sluice::connectors::MemoryStream::new(std::sync::Arc::new(common::impressions_schema()));
+        let clk = sluice::connectors::MemoryStream::new(std::sync::Arc::new(common::clicks_schema()));
+        // click_time in [impression_time, impression_time + 1 hour], 10-minute watermarks
+        let df = common::ad_join(imp.to_df(&session), clk.to_df(&session), how, "10 minutes", "10 minutes", "1 hour").unwrap();
+        let table = sluice::connectors::MemoryTable::new();
+        let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
+        // a is clicked, c never is; then time moves on by 5 hours, which evicts both.
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), vec!["a", "c"]),
+            ts_after_8("impression_time", vec![0, 20]),
+            Column::new("campaign".into(), vec!["k", "k"]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), vec!["a"]),
+            ts_after_8("click_time", vec![60]),
+            Column::new("cost".into(), vec![1.0]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), vec!["later"]),
+            ts_after_8("impression_time", vec![5 * 3600]),
+            Column::new("campaign".into(), vec!["k"]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), vec!["none"]),
+            ts_after_8("click_time", vec![5 * 3600]),
+            Column::new("cost".into(), vec![0.0]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+        query.stop().unwrap();
+        let batches: Vec<u64> = query.recent_progress().iter().map(|p| p.batch_id).collect();
+        assert!(batches.len() >= 3, "{how}: the watermark's move runs a no-data batch: {batches:?}");
+        let sink = table.batches();
+        let mut evictions = Vec::new();
+        for &b in &batches {
+            let e = sluice::engine::explain_batch(&df, OutputMode::Append, &ck, b).unwrap();
+            let sink_rows = sink.iter().find(|(id, _)| *id == b).map(|(_, d)| d.clone()).unwrap_or_default();
+            e.verify(&sink_rows).unwrap_or_else(|err| panic!("{how}: batch {b}: {err}"));
+            let col = |c: &str| -> Vec<String> { e.rows.column(c).unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect() };
+            let (rows, outcomes, reasons) = (col("row"), col("outcome"), col("reason"));
+            for r in 0..rows.len() {
+                if reasons[r].contains("with no match") {
+                    evictions.push((b, rows[r].clone(), outcomes[r].clone(), reasons[r].clone()));
+                }
+            }
+            let out_reasons: Vec<String> =
+                e.output.column("reason").unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect();
+            let padded: Vec<&String> = out_reasons.iter().filter(|r| r.starts_with("outer join:")).collect();
+            if how == sluice::StreamJoinType::LeftOuter && !evictions.is_empty() && evictions.iter().all(|(eb, ..)| *eb == b) {
+                // the batch that evicted c output its null-padded row, and says why
+                assert_eq!(padded, vec!["outer join: evicted with no match at watermark 2024-03-01T11:49:59.999Z"], "{how}: batch {b}: {out_reasons:?}");
+                let ids = e.output.column("ad_id").unwrap().str().unwrap().clone();
+                let clicks = e.output.column("click_ad_id").unwrap().str().unwrap().clone();
+                assert!((0..e.output.height()).any(|r| ids.get(r) == Some("c") && clicks.get(r).is_none() && out_reasons[r].starts_with("outer join:")));
+            } else {
+                assert!(padded.is_empty(), "{how}: batch {b}: {out_reasons:?}");
+            }
+        }
+        // Only c: a matched (its eviction is no news), "later" and "none" stay in state.
+        assert_eq!(evictions.len(), 1, "{how}: {evictions:?}");
+        let (b, row, outcome, reason) = &evictions[0];
+        assert!(*b > 0, "{how}: evicted by the first batch?");
+        assert!(row.contains(r#""ad_id":"c""#), "{how}: {row}");
+        // the watermark after batch 1 is 12:50 (5 h - 10 min): a click can still come for
+        // an impression after 12:50 - 1 hour, and the left state watermark is 1 ms below
+        // 11:50 (the join condition's `>=` solved as Spark does).
+        let why = "with no match (event time 2024-03-01T08:00:20.000Z <= state watermark 2024-03-01T11:49:59.999Z), in state since batch 0";
+        match how {
+            sluice::StreamJoinType::Inner => {
+                assert_eq!(outcome, "evicted");
+                assert_eq!(reason, &format!("evicted join row {why}"));
+            }
+            _ => {
+                assert_eq!(outcome, "emitted");
+                assert_eq!(reason, &format!("outer join: evicted {why}: emitted null-padded"));
+            }
+        }
+    }
+}
+
+/// Session-window edits `(user, minutes after 08:00, added)`.
+fn edits(rows: &[(&str, i64, i64)]) -> DataFrame {
+    frame_of(vec![
+        ts_after_8("time", rows.iter().map(|r| r.1 * 60).collect()),
+        Column::new("user".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        Column::new("added".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+    ])
+}
+
+/// A session window's late row (its own session ended at or before the watermark) goes to
+/// the late-rows output once, with its batch, operator, watermark, event time and
+/// session, and is not counted in the output; every batch fails once in the sink and is
+/// replayed by a new query on the checkpoint, and the late row's batch is replayed once
+/// more after its commit is lost: still one late row.
+#[test]
+fn session_window_late_rows_are_written_once_across_restarts() {
+    let work = tempfile::tempdir().unwrap();
+    let (ck, late) = (work.path().join("ck"), work.path().join("late"));
+    let session = Session::new();
+    let stream = MemoryStream::new(edits(&[]).schema().clone());
+    type Outputs = std::sync::Arc<std::sync::Mutex<BTreeMap<u64, DataFrame>>>;
+    let out: Outputs = Default::default();
+    let failed: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>> = Default::default();
+    let start = || {
+        let (out, failed) = (out.clone(), failed.clone());
+        common::wiki_sessions(stream.to_df(&session), "10 minutes", "5 minutes")
+            .unwrap()
+            .write_stream()
+            .output_mode(OutputMode::Append)
+            .checkpoint_location(&ck)
+            .progress(ProgressDisplay::Off)
+            .with_late_rows("parquet", late.display())
+            .foreach_batch(move |df, id| {
+                if failed.lock().unwrap().insert(id) {
+                    return Err(SluiceError::User(format!("injected failure in batch {id}")));
+                }
+                out.lock().unwrap().insert(id, df.clone());
+                Ok(())
+            })
+            .start()
+            .unwrap()
+    };
+    // Runs until all data is processed, restarting after each failed batch.
+    let run = || {
+        for _ in 0..10 {
+            let q = start();
+            let ok = q.process_all_available().is_ok();
+            let _ = q.stop();
+            if ok {
+                return;
+            }
+        }
+        panic!("the query kept failing");
+    };
+    let last_commit = || {
+        std::fs::read_dir(ck.join("commits"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap()
+    };
+    // a: [0, 15), c: [20, 30); the watermark after is 20 - 5 = 15 minutes.
+    stream.add_data(edits(&[("a", 0, 1), ("a", 5, 2), ("c", 20, 4)])).unwrap();
+    run();
+    // a@1's own session [1, 11) ends at 11 <= 15: late; c@18 extends c to [18, 30)
+    // (and, no later than c@20, leaves the watermark where it is: no no-data batch).
+    stream.add_data(edits(&[("a", 1, 8), ("c", 18, 16)])).unwrap();
+    run();
+    let late_batch = last_commit();
+    std::fs::remove_file(ck.join("commits").join(late_batch.to_string())).unwrap();
+    run(); // replays the late row's batch: its late rows are in the side output's manifest
+    // The watermark 60 - 5 = 55 evicts c.
+    stream.add_data(edits(&[("d", 60, 32)])).unwrap();
+    run();
+
+    let late = sluice::connectors::read_output(&late).unwrap();
+    assert_eq!(late.height(), 1, "{late}");
+    let row: serde_json::Value = serde_json::from_str(late.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!((row["user"].as_str(), row["added"].as_i64()), (Some("a"), Some(8)), "{row}");
+    assert_eq!(late.column("batch_id").unwrap().u64().unwrap().get(0), Some(late_batch));
+    assert_eq!(late.column("operator").unwrap().str().unwrap().get(0), Some("SessionWindowAggregateExec"));
+    let base = 1_709_280_000_000_000i64;
+    let minute = 60_000_000i64;
+    let us = |c: &str| late.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("watermark"), Some(base + 15 * minute));
+    assert_eq!(us("event_time"), Some(base + minute));
+    assert_eq!((us("window_start"), us("window_end")), (Some(base + minute), Some(base + 11 * minute)));
+
+    // The output counts a's two on-time edits only.
+    let mut sessions = Vec::new();
+    for df in out.lock().unwrap().values() {
+        for i in 0..df.height() {
+            let get = |c: &str| df.column(c).unwrap().get(i).unwrap().to_string();
+            sessions.push(format!("{} {} {}", get("user"), get("edits"), get("added")));
+        }
+    }
+    sessions.sort();
+    assert_eq!(sessions, vec![r#""a" 2 3"#, r#""c" 2 20"#]);
+}
+
+/// A stream-stream join's late row (its event time at or before the watermark for late
+/// events) goes to a foreach-style late-rows output once, naming the join, and produces
+/// no joined row although a click for it arrives on time.
+#[test]
+fn join_late_rows_reach_the_side_output_once_and_not_the_output() {
+    let session = Session::new();
+    let imp = MemoryStream::new(std::sync::Arc::new(common::impressions_schema()));
+    let clk = MemoryStream::new(std::sync::Arc::new(common::clicks_schema()));
+    let df = common::ad_join(imp.to_df(&session), clk.to_df(&session), sluice::StreamJoinType::Inner, "10 minutes", "10 minutes", "1 hour")
+        .unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
+    let sink = seen.clone();
+    let table = sluice::connectors::MemoryTable::new();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .progress(ProgressDisplay::Off)
+        .with_late_rows_foreach(move |rows, id| {
+            sink.lock().unwrap().push((id, rows.clone()));
+            Ok(())
+        })
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    let add = |ids: &[&str], imp_secs: Vec<i64>, clicks: &[&str], click_secs: Vec<i64>| {
+        imp.add_data(frame_of(vec![
+            Column::new("ad_id".into(), ids.to_vec()),
+            ts_after_8("impression_time", imp_secs),
+            Column::new("campaign".into(), vec!["k"; ids.len()]),
+        ]))
+        .unwrap();
+        clk.add_data(frame_of(vec![
+            Column::new("click_ad_id".into(), clicks.to_vec()),
+            ts_after_8("click_time", click_secs),
+            Column::new("cost".into(), vec![1.0; clicks.len()]),
+        ]))
+        .unwrap();
+        query.process_all_available().unwrap();
+    };
+    add(&["a"], vec![0], &["a"], vec![60]);
+    // both watermarks move to 5 h - 10 min = 12:50
+    add(&["later"], vec![5 * 3600], &["none"], vec![5 * 3600]);
+    // x's impression at 12:00 is late; its click at 12:55 is on time and would match it
+    add(&["x", "y"], vec![4 * 3600, 5 * 3600 + 60], &["x", "y"], vec![4 * 3600 + 55 * 60, 5 * 3600 + 120]);
+    let dropped: u64 = query.recent_progress().iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+    // the batch of the third frame (4 rows); a no-data batch may follow it
+    let last = query.recent_progress().iter().find(|p| p.num_input_rows == 4).unwrap().batch_id;
+    query.stop().unwrap();
+    assert_eq!(dropped, 1, "the progress counter still counts it");
+
+    let seen = seen.lock().unwrap();
+    let late: Vec<&(u64, DataFrame)> = seen.iter().filter(|(_, d)| d.height() > 0).collect();
+    assert_eq!(late.len(), 1, "{seen:?}");
+    let (batch, rows) = late[0];
+    assert_eq!(rows.height(), 1, "{rows}");
+    assert_eq!(*batch, last);
+    assert_eq!(rows.column("batch_id").unwrap().u64().unwrap().get(0), Some(last));
+    let row: serde_json::Value = serde_json::from_str(rows.column("row").unwrap().str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(row["ad_id"], "x", "{row}");
+    assert_eq!(rows.column("operator").unwrap().str().unwrap().get(0), Some("StreamingSymmetricHashJoinExec"));
+    assert_eq!(rows.column("operator_id").unwrap().u32().unwrap().get(0), Some(0));
+    let base = 1_709_280_000_000_000i64;
+    let us = |c: &str| rows.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
+    assert_eq!(us("watermark"), Some(base + (5 * 3600 - 600) * 1_000_000));
+    assert_eq!(us("event_time"), Some(base + 4 * 3600 * 1_000_000));
+    assert_eq!(us("window_start"), None);
+
+    let all = table.to_df().unwrap().unwrap();
+    let mut pairs: Vec<String> = (0..all.height())
+        .map(|i| format!("{}|{}", all.column("ad_id").unwrap().get(i).unwrap(), all.column("click_ad_id").unwrap().get(i).unwrap()))
+        .collect();
+    pairs.sort();
+    assert_eq!(pairs, vec![r#""a"|"a""#, r#""y"|"y""#], "the late impression joins nothing");
+}
+
+/// `explain_batch` names the rows of a batch's own input that the batch evicts with no
+/// match: a data batch whose watermark for eviction is ahead of the one for late rows
+/// (files read one per batch, back to back). The impression q (11:00) enters state and is
+/// evicted (left state watermark ~11:50); the click r (12:00) is past the right state
+/// watermark (~12:50) on arrival and never enters state; the click m (12:40) is past it too but
+/// matched, so it is no eviction to explain.
+#[test]
+fn explain_batch_names_rows_of_the_batch_evicted_with_no_match_on_arrival() {
+    let work = tempfile::tempdir().unwrap();
+    let (imp_dir, clk_dir, ck) = (work.path().join("imp"), work.path().join("clk"), work.path().join("ck"));
+    let files = [
+        (&imp_dir, vec![r#"{"ad_id": "a", "impression_time": "2024-03-01T08:00:00Z", "campaign": "k"}"#]),
+        (&imp_dir, vec![r#"{"ad_id": "later", "impression_time": "2024-03-01T13:00:00Z", "campaign": "k"}"#]),
+        (&imp_dir, vec![
+            r#"{"ad_id": "q", "impression_time": "2024-03-01T11:00:00Z", "campaign": "k"}"#,
+            r#"{"ad_id": "m", "impression_time": "2024-03-01T12:30:00Z", "campaign": "k"}"#,
+        ]),
+        (&clk_dir, vec![r#"{"click_ad_id": "a", "click_time": "2024-03-01T08:01:00Z", "cost": 1.0}"#]),
+        (&clk_dir, vec![r#"{"click_ad_id": "none", "click_time": "2024-03-01T13:00:00Z", "cost": 1.0}"#]),
+        (&clk_dir, vec![
+            r#"{"click_ad_id": "r", "click_time": "2024-03-01T12:00:00Z", "cost": 1.0}"#,
+            r#"{"click_ad_id": "m", "click_time": "2024-03-01T12:40:00Z", "cost": 1.0}"#,
+        ]),
+    ];
+    for (i, (dir, lines)) in files.iter().enumerate() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("part-{:05}.json", i % 3)), lines.join("\n") + "\n").unwrap();
+    }
+    let session = Session::new();
+    let build = || {
+        let imp = common::json_source(&session, &imp_dir, common::impressions_schema()).unwrap();
+        let clk = common::json_source(&session, &clk_dir, common::clicks_schema()).unwrap();
+        common::ad_join(imp, clk, sluice::StreamJoinType::Inner, "10 minutes", "10 minutes", "1 hour").unwrap()
+    };
+    let table = sluice::connectors::MemoryTable::new();
+    let query = build()
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .trigger(Trigger::AvailableNow)
+        .checkpoint_location(&ck)
+        .progress(ProgressDisplay::Off)
+        .sink(Box::new(table.sink()))
+        .start()
+        .unwrap();
+    query.await_termination().unwrap();
+    let third = query.recent_progress().iter().filter(|p| p.num_input_rows > 0).map(|p| p.batch_id).nth(2).unwrap();
+    let e = sluice::engine::explain_batch(&build(), OutputMode::Append, &ck, third).unwrap();
+    let sink_rows = table.batches().into_iter().find(|(b, _)| *b == third).map(|(_, d)| d).unwrap_or_default();
+    e.verify(&sink_rows).unwrap();
+    assert_eq!(e.output.height(), 1, "m joins m: {}", e.output);
+    let col = |c: &str| -> Vec<String> { e.rows.column(c).unwrap().str().unwrap().iter().map(|r| r.unwrap_or("").to_string()).collect() };
+    let mut got: Vec<(String, String, String)> =
+        col("row").into_iter().zip(col("outcome")).zip(col("reason")).map(|((r, o), why)| (r, o, why)).collect();
+    got.sort();
+    let id = |row: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(row).unwrap();
+        v.get("ad_id").or(v.get("click_ad_id")).and_then(|s| s.as_str()).unwrap_or("").to_string()
+    };
+    let summary: Vec<(String, String, String)> = got.iter().map(|(r, o, why)| (id(r), o.clone(), why.clone())).collect();
+    let mut ids: Vec<&str> = summary.iter().map(|(i, ..)| i.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m", "m", "q", "r"], "each input row once: {summary:?}");
+    for (i, outcome, why) in &summary {
+        match i.as_str() {
+            "q" => {
+                assert_eq!(outcome, "evicted", "{summary:?}");
+                assert!(why.starts_with("evicted join row with no match (event time 2024-03-01T11:00:00.000Z <= state watermark 2024-03-01T11:49:59.999Z)"), "{why}");
+                assert!(!why.contains("in state since"), "q came in this batch: {why}");
+            }
+            "r" => {
+                assert_eq!(outcome, "evicted", "{summary:?}");
+                assert!(why.starts_with("evicted join row with no match (event time 2024-03-01T12:00:00.000Z <= state watermark 2024-03-01T12:49:59.999Z)"), "{why}");
+            }
+            _ => assert_eq!(outcome, "passed to the operator", "{summary:?}"),
+        }
+    }
 }

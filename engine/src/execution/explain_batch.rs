@@ -16,8 +16,15 @@
 //! mode; `in the complete result` in complete mode) or `in state` (window end `E > W`:
 //! not final yet); for a deduplication `late`, `emitted` (the first row of its key) or
 //! `duplicate` (of a key seen in batch `K`, found in the change feed, or earlier in this
-//! batch); for other operators (joins, groups-with-state) `late` rows and the rest as
-//! `passed to the operator`. Each output row gets a `reason` ([`BatchExplanation::output`]).
+//! batch); for a stream-stream join `late` rows, the rows the batch evicted from either
+//! side's state (from earlier batches or this one) without ever having matched:
+//! `evicted` with `evicted join row with no match (event time T <= state watermark W)`
+//! (an inner side: they produce nothing) or `emitted` with `outer join: evicted with no
+//! match (..): emitted null-padded` (an outer side), and the rest as `passed to the
+//! operator`; for groups-with-state `late` rows and the rest as `passed to the operator`.
+//! Each output row gets a `reason` ([`BatchExplanation::output`]); an outer join's
+//! null-padded row `outer join: evicted with no match at watermark W` (the side's state
+//! watermark).
 
 use std::path::Path;
 
@@ -43,8 +50,9 @@ pub struct BatchExplanation {
     pub output: DataFrame,
     /// Each stateful operator's input rows with what became of them: the columns of the
     /// late-rows side output ([`crate::operators::late::output_schema`]; `watermark` is
-    /// the one that decided) plus `outcome` (`late`, `emitted`, `in state`, `passed to the
-    /// operator`) and `reason`.
+    /// the one that decided: a join's state watermark for its evicted rows) plus `outcome`
+    /// (`late`, `emitted`, `in state`, `duplicate`, `evicted`, `passed to the operator`)
+    /// and `reason`.
     pub rows: DataFrame,
 }
 
@@ -190,6 +198,121 @@ fn dedup_rows(
     Ok(f)
 }
 
+/// Counts of equal rows (as JSON): a multiset to take rows out of one at a time.
+#[derive(Default)]
+struct RowBag(std::collections::HashMap<String, usize>);
+
+impl RowBag {
+    fn add(&mut self, row: String) {
+        *self.0.entry(row).or_default() += 1;
+    }
+    /// Takes one `row` out; whether there was one.
+    fn take(&mut self, row: &str) -> bool {
+        match self.0.get_mut(row) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The reason of a join row evicted by the state watermark without a match.
+fn evicted_reason(e: &crate::operators::EvictedUnmatched, event_time_us: i64, added_in: u64, batch: BatchId) -> String {
+    let why = format!("(event time {} <= state watermark {})", ts(event_time_us), ms_to_rfc3339(e.state_watermark_ms));
+    let since = if added_in < batch { format!(", in state since batch {added_in}") } else { String::new() };
+    if e.null_padded.height() > 0 {
+        format!("outer join: evicted with no match {why}{since}: emitted null-padded")
+    } else {
+        format!("evicted join row with no match {why}{since}")
+    }
+}
+
+/// A stream-stream join's rows: each side's input rows that are not late (`passed to
+/// the operator`), except those evicted in this batch without a match, which are listed
+/// with the rows from state (earlier batches) evicted with no match: `evicted` (inner
+/// side: no output) or `emitted` (outer side: a null-padded row), with the side's state
+/// watermark.
+fn join_rows(
+    batch: BatchId,
+    op_id: usize,
+    name: &str,
+    op_wm: i64,
+    inputs: &[DataFrame],
+    late: &[DataFrame],
+    evicted: &[crate::operators::EvictedUnmatched],
+) -> Result<Vec<DataFrame>> {
+    let strip = |df: &DataFrame| -> Result<Vec<String>> {
+        let cols: Vec<PlSmallStr> = df.get_column_names().into_iter().filter(|c| c.as_str() != EVENT_TIME).cloned().collect();
+        rows_as_json(&df.select(cols)?)
+    };
+    let mut late_bag = RowBag::default();
+    for l in late {
+        strip(l)?.into_iter().for_each(|r| late_bag.add(r));
+    }
+    let mut frames = Vec::new();
+    // per side, the rows of this batch's input evicted in it
+    let mut evicted_now = [RowBag::default(), RowBag::default()];
+    for e in evicted {
+        let times = e.rows.column(EVENT_TIME)?.i64()?.clone();
+        let json = strip(&e.rows)?;
+        let mut reasons = Vec::with_capacity(e.rows.height());
+        for (r, row) in json.into_iter().enumerate() {
+            let added = e.added_in_batch.get(r).copied().unwrap_or(batch);
+            if added == batch {
+                evicted_now[usize::from(!e.left_side)].add(row);
+            }
+            reasons.push(evicted_reason(e, times.get(r).unwrap_or(0), added, batch));
+        }
+        let outcome = if e.null_padded.height() > 0 { "emitted" } else { "evicted" };
+        let mut f = output_rows(batch, op_id, name, e.state_watermark_ms, &e.rows)?;
+        let n = f.height();
+        f.with_column(Column::new_scalar("outcome".into(), Scalar::from(PlSmallStr::from(outcome)), n))?;
+        f.with_column(Column::new("reason".into(), reasons))?;
+        frames.push(f);
+    }
+    for (side, input) in inputs.iter().enumerate() {
+        let json = rows_as_json(input)?;
+        let keep: BooleanChunked = json
+            .iter()
+            .map(|r| !late_bag.take(r) && !evicted_now.get_mut(side).is_some_and(|b| b.take(r)))
+            .collect();
+        let passed = input.filter(&keep)?;
+        let mut f = output_rows(batch, op_id, name, op_wm, &passed)?;
+        let n = f.height();
+        if n == 0 {
+            continue;
+        }
+        f.with_column(Column::new_scalar("outcome".into(), Scalar::from(PlSmallStr::from("passed to the operator")), n))?;
+        f.with_column(Column::new_scalar("reason".into(), Scalar::from(PlSmallStr::from(format!("processed by {name} (not late)"))), n))?;
+        frames.push(f);
+    }
+    Ok(frames)
+}
+
+/// Relabels the output rows that are an outer join's null-padded rows of rows evicted
+/// with no match (matched on the output columns the join's output has too).
+fn outer_join_reasons(output: &DataFrame, evicted: &[crate::operators::EvictedUnmatched], reason: &mut [String]) -> Result<()> {
+    for e in evicted.iter().filter(|e| e.null_padded.height() > 0) {
+        let common: Vec<PlSmallStr> =
+            e.null_padded.get_column_names().into_iter().filter(|c| output.schema().contains(c.as_str())).cloned().collect();
+        if common.is_empty() {
+            continue;
+        }
+        let mut bag = RowBag::default();
+        rows_as_json(&e.null_padded.select(common.clone())?)?.into_iter().for_each(|r| bag.add(r));
+        for (r, row) in rows_as_json(&output.select(common)?)?.iter().enumerate() {
+            if bag.take(row) {
+                if let Some(slot) = reason.get_mut(r) {
+                    *slot = format!("outer join: evicted with no match at watermark {}", ms_to_rfc3339(e.state_watermark_ms));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ts(us: i64) -> String {
     ms_to_rfc3339(us.div_euclid(1000))
 }
@@ -251,10 +374,13 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
 
     // each operator's input rows and what became of them
     let mut frames = Vec::new();
+    // rows a stream-stream join evicted with no match (an outer side's became output rows)
+    let mut padded: Vec<crate::operators::EvictedUnmatched> = Vec::new();
     for (i, op) in plan.operators.iter_mut().enumerate() {
         let op_late = contexts[i].watermark_for_late_events_ms.unwrap_or(0);
         let op_wm = contexts[i].watermark_for_eviction_ms.unwrap_or(0);
         let late = op.take_late_rows();
+        let evicted = op.take_evicted_unmatched();
         let op_inputs = plan.captured_inputs.get(i).cloned().unwrap_or_default();
         match op.explain_rows(&op_inputs) {
             Some(pairs) => {
@@ -332,6 +458,10 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
                 if passed > 0 && op.name() == "StreamingDeduplicateExec" {
                     let (store, state) = &before[i][0];
                     frames.push(dedup_rows(&ckpt, batch, i, op.name(), op_wm, &op_inputs[0], &late, store, state)?.lazy());
+                } else if op.name() == "StreamingSymmetricHashJoinExec" {
+                    let rows = join_rows(batch, i, op.name(), op_wm, &op_inputs, &late, &evicted)?;
+                    frames.extend(rows.into_iter().map(IntoLazy::lazy));
+                    padded.extend(evicted);
                 } else if passed > 0 {
                     for input in &op_inputs {
                         let mut f = output_rows(batch, i, op.name(), op_wm, input)?;
@@ -372,6 +502,8 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
         (OutputMode::Update, _) => vec![format!("key updated in batch {batch} (update)"); n],
         (OutputMode::Complete, _) => vec!["the complete result (complete)".into(); n],
     };
+    let mut reason = reason;
+    outer_join_reasons(&output, &padded, &mut reason)?;
     let mut output = output;
     output.with_column(Column::new("reason".into(), reason))?;
     Ok(BatchExplanation { batch_id: batch, watermark_ms: wm, late_watermark_ms: late_wm, output, rows })

@@ -1,6 +1,7 @@
 //! A read-only HTTP endpoint over a session's running queries: ksqlDB's pull queries
-//! over HTTP. Started by `.option("sluice.http.port", p)` on the writer; serves while
-//! that query runs (and answers for every active query of its session).
+//! over HTTP. Started by `.option("sluice.http.port", p)` on the writer (or by `sluice
+//! serve`); serves while that query runs (and answers for every active query of its
+//! session).
 //!
 //! ```text
 //! GET /queries                         [{"id", "runId", "name", "isActive", "stateBatchId"}]
@@ -9,151 +10,185 @@
 //!                                      the operator's state as JSON rows (as
 //!                                      StreamingQuery::state / state_lookup show it)
 //! ```
-//! A small HTTP/1.1 server on `std::net` (one connection at a time, `Connection:
-//! close`), bound to 127.0.0.1. Requests are parsed by `httparse` (hyper's parser) and
-//! decoded by `form_urlencoded` / `percent-encoding` (the `url` crate's), all already in
-//! the build; no web framework (axum) is added for three read-only GET routes.
+//! Every answer is `application/json`; errors are `{"error": ".."}` with 400 (a bad
+//! `operator` / `store` number, an unknown key column), 404 (an unknown route or query, no
+//! progress yet) or 405 (a method other than GET).
+//!
+//! An [axum](https://docs.rs/axum) router over hyper's HTTP/1.1 server, on a
+//! current-thread tokio runtime of its own on a dedicated thread (state reads run on
+//! that runtime's blocking pool), bound to 127.0.0.1. Each response carries
+//! `Connection: close` (as a bare `std::net` client that reads to the end expects). When
+//! the owning query stops, the server shuts down gracefully: it stops accepting, lets the
+//! requests in flight finish, and closes the port.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 
 use super::{StreamingQuery, StreamingQueryManager};
 use crate::{Result, SluiceError};
 
-/// The writer option naming the port.
+/// The writer option naming the port (Sluice's own; Spark has no such option).
 pub const HTTP_PORT_OPTION: &str = "sluice.http.port";
+
+/// How often the server checks whether its owning query is still active.
+const OWNER_POLL: Duration = Duration::from_millis(20);
 
 /// Serves `manager`'s queries on 127.0.0.1:`port` (0: any free port) on a new thread
 /// until `owner` stops; returns the bound port.
 ///
 /// # Errors
-/// [`SluiceError::Io`] when the port cannot be bound.
+/// [`SluiceError::Io`] when the runtime cannot be built, the port cannot be bound or the
+/// server thread cannot be spawned.
 pub fn serve(manager: StreamingQueryManager, port: u16, owner: StreamingQuery) -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .map_err(|source| SluiceError::Io { path: format!("127.0.0.1:{port}"), source })?;
+    let addr = format!("127.0.0.1:{port}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .thread_name("sluice-http")
+        .build()
+        .map_err(|source| SluiceError::Io { path: "<http runtime>".into(), source })?;
+    // Bound here, on the caller's thread, so that a taken port is an error of `start`.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| SluiceError::Io { path: addr.clone(), source })?;
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| SluiceError::Io { path: format!("127.0.0.1:{bound}"), source })?;
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener).map_err(|source| SluiceError::Io { path: addr.clone(), source })?
+    };
+    let shared = Shared { manager, owner: owner.clone() };
+    let app = Router::new()
+        .route("/queries", get(list_queries).fallback(not_get))
+        .route("/queries/{name}/progress", get(progress).fallback(not_get))
+        .route("/queries/{name}/state", get(state).fallback(not_get))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(close_connection))
+        .with_state(shared);
     std::thread::Builder::new()
         .name(format!("sluice-http-{bound}"))
         .spawn(move || {
-            while owner.is_active() {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = handle(stream, &manager, &owner);
+            runtime.block_on(async move {
+                let stopped = async move {
+                    while owner.is_active() {
+                        tokio::time::sleep(OWNER_POLL).await;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
+                };
+                // An accept or connection error ends the endpoint, never the query.
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+            });
         })
         .map_err(|source| SluiceError::Io { path: "<http thread>".into(), source })?;
     Ok(bound)
 }
 
-/// The largest request head read (request line and headers), bytes.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// What every handler reads: the session's queries and the query owning the endpoint.
+#[derive(Clone)]
+struct Shared {
+    manager: StreamingQueryManager,
+    owner: StreamingQuery,
+}
 
-fn handle(mut stream: TcpStream, manager: &StreamingQueryManager, owner: &StreamingQuery) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    // The request head, parsed by httparse (hyper's parser) once it is complete.
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let request = loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
+impl Shared {
+    /// The session's active queries, and the owner while it runs should the manager not
+    /// list it.
+    fn queries(&self) -> Vec<StreamingQuery> {
+        let mut queries = self.manager.active();
+        if !queries.iter().any(|q| q.run_id() == self.owner.run_id()) && self.owner.is_active() {
+            queries.push(self.owner.clone());
         }
-        head.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {
-                break Ok((request.method.unwrap_or("").to_string(), request.path.unwrap_or("/").to_string()))
-            }
-            Ok(httparse::Status::Partial) if head.len() < MAX_REQUEST_HEAD => continue,
-            Ok(httparse::Status::Partial) => break Err(format!("request head over {MAX_REQUEST_HEAD} bytes")),
-            Err(e) => break Err(format!("malformed HTTP request: {e}")),
-        }
-    };
-    let (status, body) = match request {
-        Err(why) => (400, error_json(&why)),
-        Ok((method, _)) if method != "GET" => (405, error_json("only GET is served")),
-        Ok((_, target)) => route(&target, manager, owner),
-    };
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        _ => "Method Not Allowed",
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+        queries
+    }
+
+    /// The active query named (or with id) `name`.
+    fn find(&self, name: &str) -> Option<StreamingQuery> {
+        self.queries().into_iter().find(|q| q.name() == Some(name) || q.id() == name)
+    }
+}
+
+/// The 404 answer for a query name that no active query has.
+fn no_query(name: &str) -> Response {
+    json(StatusCode::NOT_FOUND, error_json(&format!("no active query named {name}")))
+}
+
+/// A JSON answer with `status`.
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn error_json(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
-fn route(target: &str, manager: &StreamingQueryManager, owner: &StreamingQuery) -> (u16, String) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let segments: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+async fn close_connection(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+async fn not_found() -> Response {
+    json(StatusCode::NOT_FOUND, error_json("expected /queries, /queries/<name>/progress or /queries/<name>/state"))
+}
+
+async fn not_get() -> Response {
+    json(StatusCode::METHOD_NOT_ALLOWED, error_json("only GET is served"))
+}
+
+async fn list_queries(State(shared): State<Shared>) -> Response {
+    let list: Vec<serde_json::Value> = shared
+        .queries()
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "id": q.id(), "runId": q.run_id(), "name": q.name(),
+                "isActive": q.is_active(), "stateBatchId": q.state_batch_id(),
+            })
+        })
         .collect();
-    let mut queries = manager.active();
-    if !queries.iter().any(|q| q.run_id() == owner.run_id()) && owner.is_active() {
-        queries.push(owner.clone());
-    }
-    match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["queries"] => {
-            let list: Vec<serde_json::Value> = queries
-                .iter()
-                .map(|q| {
-                    serde_json::json!({
-                        "id": q.id(), "runId": q.run_id(), "name": q.name(),
-                        "isActive": q.is_active(), "stateBatchId": q.state_batch_id(),
-                    })
-                })
-                .collect();
-            (200, serde_json::Value::Array(list).to_string())
-        }
-        ["queries", name, what] => {
-            let Some(q) = queries.iter().find(|q| q.name() == Some(*name) || q.id() == *name) else {
-                return (404, error_json(&format!("no active query named {name}")));
-            };
-            match *what {
-                "progress" => match q.last_progress() {
-                    Some(p) => (200, serde_json::to_string(&p).unwrap_or_else(|e| error_json(&e.to_string()))),
-                    None => (404, error_json("no batch has run yet")),
-                },
-                "state" => state_rows(q, &params),
-                _ => (404, error_json("expected /queries/<name>/progress or /queries/<name>/state")),
-            }
-        }
-        _ => (404, error_json("expected /queries, /queries/<name>/progress or /queries/<name>/state")),
+    json(StatusCode::OK, serde_json::Value::Array(list).to_string())
+}
+
+async fn progress(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
+    let Some(q) = shared.find(&name) else {
+        return no_query(&name);
+    };
+    match q.last_progress() {
+        Some(p) => match serde_json::to_string(&p) {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, error_json(&e.to_string())),
+        },
+        None => json(StatusCode::NOT_FOUND, error_json("no batch has run yet")),
     }
 }
 
-fn state_rows(q: &StreamingQuery, params: &[(String, String)]) -> (u16, String) {
+async fn state(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(q) = shared.find(&name) else {
+        return no_query(&name);
+    };
+    // Reading a state version is file I/O and a Polars computation: off the runtime's
+    // single thread, so that other requests and the shutdown poll go on meanwhile.
+    match tokio::task::spawn_blocking(move || state_rows(&q, &params)).await {
+        Ok((status, body)) => json(status, body),
+        Err(e) => json(StatusCode::INTERNAL_SERVER_ERROR, error_json(&e.to_string())),
+    }
+}
+
+fn state_rows(q: &StreamingQuery, params: &[(String, String)]) -> (StatusCode, String) {
     let number = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.parse::<usize>());
     let operator = match number("operator").unwrap_or(Ok(0)) {
         Ok(o) => o,
-        Err(_) => return (400, error_json("operator must be a number")),
+        Err(_) => return (StatusCode::BAD_REQUEST, error_json("operator must be a number")),
     };
     let store = match number("store").unwrap_or(Ok(0)) {
         Ok(s) => s,
-        Err(_) => return (400, error_json("store must be a number")),
+        Err(_) => return (StatusCode::BAD_REQUEST, error_json("store must be a number")),
     };
     let key: Vec<(String, String)> =
         params.iter().filter(|(k, _)| k != "operator" && k != "store").cloned().collect();
@@ -165,7 +200,7 @@ fn state_rows(q: &StreamingQuery, params: &[(String, String)]) -> (u16, String) 
         crate::state::view::lookup(&shown, &live, &key)
     });
     match rows.and_then(|df| crate::operators::late::rows_as_json(&df)) {
-        Ok(lines) => (200, format!("[{}]", lines.join(","))),
-        Err(e) => (400, error_json(&e.to_string())),
+        Ok(lines) => (StatusCode::OK, format!("[{}]", lines.join(","))),
+        Err(e) => (StatusCode::BAD_REQUEST, error_json(&e.to_string())),
     }
 }

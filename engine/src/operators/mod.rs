@@ -45,6 +45,25 @@ pub struct BatchContext {
     pub output_mode: OutputMode,
 }
 
+/// Rows of one side of a stream-stream join that a batch evicted from state by the
+/// watermark without ever having matched a row of the other side (Spark: in an inner join
+/// they produce nothing; in an outer join, on the outer side, one null-padded row each).
+#[derive(Debug, Clone)]
+pub struct EvictedUnmatched {
+    /// Whether the rows are the left side's.
+    pub left_side: bool,
+    /// The side's state watermark (ms since the epoch) the rows were at or below.
+    pub state_watermark_ms: i64,
+    /// The rows: the side's input columns plus [`late::EVENT_TIME`] (µs, the side's
+    /// watermark column).
+    pub rows: DataFrame,
+    /// For each row, the batch whose input it came in with (it waited in state since).
+    pub added_in_batch: Vec<u64>,
+    /// The null-padded output rows they produced, in the join's output schema (an outer
+    /// side); empty otherwise.
+    pub null_padded: DataFrame,
+}
+
 /// A stateful physical operator.
 ///
 /// # Contract
@@ -105,6 +124,13 @@ pub trait StatefulOperator: Send {
     /// for other operators, whose rows are their inputs as they are).
     fn explain_rows(&self, _inputs: &[DataFrame]) -> Option<Result<DataFrame>> {
         None
+    }
+    /// For explaining a batch: the state rows the last [`process`](Self::process) evicted
+    /// by the watermark without ever having matched, taken (a second call returns
+    /// nothing). Only a stream-stream join has them; one entry per side that evicted
+    /// some.
+    fn take_evicted_unmatched(&mut self) -> Vec<EvictedUnmatched> {
+        Vec::new()
     }
     /// Called after [`restore`](Self::restore) loaded the states (to rebuild derived data).
     fn restored(&mut self) {}

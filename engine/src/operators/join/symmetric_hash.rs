@@ -15,7 +15,7 @@ use polars::prelude::*;
 
 use super::condition::state_value_watermark;
 use super::StreamJoinType;
-use crate::operators::{BatchContext, StateOperatorProgress, StatefulOperator};
+use crate::operators::{BatchContext, EvictedUnmatched, StateOperatorProgress, StatefulOperator};
 use crate::state::{KeyedState, StateStore, DELETED_COLUMN};
 use crate::time::EventTimeColumn;
 use crate::{Result, SluiceError};
@@ -84,6 +84,8 @@ pub struct StreamingSymmetricHashJoinExec {
     progress: StateOperatorProgress,
     /// The rows dropped as late by the last batch (see [`crate::operators::late`]).
     late: Vec<DataFrame>,
+    /// The state rows the last batch evicted without a match (for explaining a batch).
+    evicted_unmatched: Vec<EvictedUnmatched>,
 }
 
 fn with_ids(df: &DataFrame, name: &str, batch_id: u64) -> Result<DataFrame> {
@@ -97,7 +99,14 @@ fn with_ids(df: &DataFrame, name: &str, batch_id: u64) -> Result<DataFrame> {
 impl StreamingSymmetricHashJoinExec {
     /// A join of `left` and `right` with empty state.
     pub fn new(plan: StreamingJoinPlan, left: JoinSide, right: JoinSide) -> Self {
-        StreamingSymmetricHashJoinExec { plan, left, right, progress: StateOperatorProgress::new("symmetricHashJoin"), late: Vec::new() }
+        StreamingSymmetricHashJoinExec {
+            plan,
+            left,
+            right,
+            progress: StateOperatorProgress::new("symmetricHashJoin"),
+            late: Vec::new(),
+            evicted_unmatched: Vec::new(),
+        }
     }
 
     /// The output schema of joining `left` and `right` schemas.
@@ -280,13 +289,18 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         let (ls, l_changed) = mark_matched(&left_state, m2.column(LROW)?.as_materialized_series())?;
         left_state = ls;
         let mut r_added = mark_new(&r_new, m2.column(RROW)?.as_materialized_series())?;
+        // Right rows past their state watermark that matched nothing and never enter
+        // state (not an outer right side): evicted with no match, for explaining a batch.
+        let mut r_expired_unmatched = self.right.state.empty();
         if let Some(w) = wr {
             // A right row already past its state watermark is kept only to be emitted as
             // unmatched by a right or full outer join in this batch's eviction (Spark 3.5).
             let expired = self.right.at_or_below(&r_added, w)?;
+            let unmatched = !r_added.column(MATCHED)?.bool()?.clone();
             let keep = if matches!(self.plan.how, StreamJoinType::RightOuter | StreamJoinType::FullOuter) {
-                &!&expired | &!r_added.column(MATCHED)?.bool()?.clone()
+                &!&expired | &unmatched
             } else {
+                r_expired_unmatched = r_added.filter(&(&expired & &unmatched))?;
                 !&expired
             };
             r_added = r_added.filter(&keep)?;
@@ -305,16 +319,31 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
             evicted[1] = right_state.filter(&m)?;
             right_state = right_state.filter(&!&m)?;
         }
-        for (i, left_side) in [(0usize, true), (1, false)] {
+        self.evicted_unmatched.clear();
+        for (i, left_side, side_wm) in [(0usize, true, wl), (1, false, wr)] {
             let outer = match self.plan.how {
                 StreamJoinType::LeftOuter => left_side,
                 StreamJoinType::RightOuter => !left_side,
                 StreamJoinType::FullOuter => true,
                 _ => false,
             };
-            if outer && evicted[i].height() > 0 {
-                let unmatched = evicted[i].filter(&!evicted[i].column(MATCHED)?.bool()?.clone())?;
-                outputs.push(self.null_padded(&unmatched, left_side)?);
+            let (Some(w), true) = (side_wm, evicted[i].height() > 0 || (!left_side && r_expired_unmatched.height() > 0)) else {
+                continue;
+            };
+            let mut unmatched = evicted[i].filter(&!evicted[i].column(MATCHED)?.bool()?.clone())?;
+            let padded = if outer {
+                let padded = self.null_padded(&unmatched, left_side)?;
+                outputs.push(padded.clone());
+                padded
+            } else {
+                self.output_rows_schema_empty()?
+            };
+            if !left_side && r_expired_unmatched.height() > 0 {
+                unmatched.vstack_mut_owned(r_expired_unmatched.clone())?;
+            }
+            if unmatched.height() > 0 {
+                let side = if left_side { &self.left } else { &self.right };
+                self.evicted_unmatched.push(evicted_record(side, left_side, w, &unmatched, padded)?);
             }
         }
 
@@ -390,6 +419,24 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
     fn take_late_rows(&mut self) -> Vec<DataFrame> {
         std::mem::take(&mut self.late)
     }
+
+    fn take_evicted_unmatched(&mut self) -> Vec<EvictedUnmatched> {
+        std::mem::take(&mut self.evicted_unmatched)
+    }
+}
+
+/// The [`EvictedUnmatched`] record of a side's `unmatched` evicted state rows (state
+/// schema: the side's columns, row id, matched flag), evicted at state watermark `w`.
+fn evicted_record(side: &JoinSide, left_side: bool, w: i64, unmatched: &DataFrame, null_padded: DataFrame) -> Result<EvictedUnmatched> {
+    // A row id is the batch it came in with (high 32 bits) and its index in that batch.
+    let added_in_batch: Vec<u64> = unmatched.column(ROW_ID)?.u64()?.iter().map(|id| id.unwrap_or(0) >> 32).collect();
+    let rows = unmatched.select(side.schema.iter_names().cloned())?;
+    let all = BooleanChunked::full("all".into(), true, rows.height());
+    let rows = match &side.watermark_column {
+        Some(c) => crate::operators::late::late_rows(&rows, &all, c)?,
+        None => rows,
+    };
+    Ok(EvictedUnmatched { left_side, state_watermark_ms: w, rows, added_in_batch, null_padded })
 }
 
 impl StreamingSymmetricHashJoinExec {
