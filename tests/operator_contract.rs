@@ -195,6 +195,7 @@ fn batches(inputs: Vec<Vec<DataFrame>>, ts_columns: &[&str], mode: OutputMode) -
             watermark_for_late_events_ms: Some(previous),
             watermark_for_eviction_ms: Some(current),
             output_mode: mode,
+            explaining: false,
         };
         for (seen, (df, c)) in max_seen.iter_mut().zip(frames.iter().zip(ts_columns)) {
             *seen = (*seen).max(max_event_ms(df, c));

@@ -43,6 +43,10 @@ pub struct BatchContext {
     pub watermark_for_eviction_ms: Option<i64>,
     /// The query's output mode.
     pub output_mode: OutputMode,
+    /// The batch is replayed by [`explain_batch`](crate::explain_batch): operators keep
+    /// what explaining asks of them (a join's rows evicted with no match, see
+    /// [`StatefulOperator::take_evicted_unmatched`]). `false` in a query's run.
+    pub explaining: bool,
 }
 
 /// Rows of one side of a stream-stream join that a batch evicted from state by the
@@ -127,7 +131,7 @@ pub trait StatefulOperator: Send {
     }
     /// For explaining a batch: the state rows the last [`process`](Self::process) evicted
     /// by the watermark without ever having matched, taken (a second call returns
-    /// nothing). Only a stream-stream join has them; one entry per side that evicted
+    /// nothing). Kept only when the batch ran with [`BatchContext::explaining`]. Only a stream-stream join has them; one entry per side that evicted
     /// some.
     fn take_evicted_unmatched(&mut self) -> Vec<EvictedUnmatched> {
         Vec::new()

@@ -290,7 +290,8 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         left_state = ls;
         let mut r_added = mark_new(&r_new, m2.column(RROW)?.as_materialized_series())?;
         // Right rows past their state watermark that matched nothing and never enter
-        // state (not an outer right side): evicted with no match, for explaining a batch.
+        // state (not an outer right side): evicted with no match, for explaining a batch
+        // (collected only then).
         let mut r_expired_unmatched = self.right.state.empty();
         if let Some(w) = wr {
             // A right row already past its state watermark is kept only to be emitted as
@@ -300,7 +301,9 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
             let keep = if matches!(self.plan.how, StreamJoinType::RightOuter | StreamJoinType::FullOuter) {
                 &!&expired | &unmatched
             } else {
-                r_expired_unmatched = r_added.filter(&(&expired & &unmatched))?;
+                if ctx.explaining {
+                    r_expired_unmatched = r_added.filter(&(&expired & &unmatched))?;
+                }
                 !&expired
             };
             r_added = r_added.filter(&keep)?;
@@ -335,13 +338,16 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
                 let padded = self.null_padded(&unmatched, left_side)?;
                 outputs.push(padded.clone());
                 padded
-            } else {
+            } else if ctx.explaining {
                 self.output_rows_schema_empty()?
+            } else {
+                DataFrame::empty()
             };
             if !left_side && r_expired_unmatched.height() > 0 {
                 unmatched.vstack_mut_owned(r_expired_unmatched.clone())?;
             }
-            if unmatched.height() > 0 {
+            // Kept only when the batch is being explained (a query's run has no use for them).
+            if ctx.explaining && unmatched.height() > 0 {
                 let side = if left_side { &self.left } else { &self.right };
                 self.evicted_unmatched.push(evicted_record(side, left_side, w, &unmatched, padded)?);
             }
