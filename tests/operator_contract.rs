@@ -13,6 +13,9 @@
 //!    uninterrupted run after batch `N - 1` (none for `N = 0`); given batch `N`, it
 //!    produces exactly the uninterrupted run's output of batch `N` and its state after it
 //!    (both as multisets of rows).
+//! 3. Late rows: the run of 1. keeps them (`BatchContext::keep_late_rows`, as with a
+//!    late-rows side output) and hands some over exactly when it drops some; the replays
+//!    of 2. run without keeping them, give the same output and keep none.
 //!
 //! The batches carry moving watermarks as the engine computes them: batch `N` judges late
 //! rows by the previous batch's watermark and evicts by its own, the watermark being the
@@ -61,6 +64,8 @@ struct Summary {
     output_rows: usize,
     rows_removed: u64,
     rows_dropped_by_watermark: u64,
+    /// Rows handed over by `take_late_rows` (the run keeps them, as for a side output).
+    late_rows_taken: usize,
 }
 
 /// The state frames of every keyed state of `op`.
@@ -77,7 +82,7 @@ fn operator_contract(make: &dyn Fn() -> Box<dyn StatefulOperator>, batches: &[Ba
     let n_stores = op.state_store_ids().into_iter().max().map_or(0, |m| m + 1);
     let mut outputs = Vec::new();
     let mut after = Vec::new();
-    let mut summary = Summary { output_rows: 0, rows_removed: 0, rows_dropped_by_watermark: 0 };
+    let mut summary = Summary { output_rows: 0, rows_removed: 0, rows_dropped_by_watermark: 0, late_rows_taken: 0 };
     for (n, b) in batches.iter().enumerate() {
         let n = n as u64;
         let out = op.process(b.inputs.clone(), &b.ctx).unwrap_or_else(|e| panic!("{name}: batch {n} failed: {e}"));
@@ -85,6 +90,7 @@ fn operator_contract(make: &dyn Fn() -> Box<dyn StatefulOperator>, batches: &[Ba
         summary.output_rows += out.height();
         summary.rows_removed += progress.num_rows_removed;
         summary.rows_dropped_by_watermark += progress.num_rows_dropped_by_watermark;
+        summary.late_rows_taken += op.take_late_rows().iter().map(DataFrame::height).sum::<usize>();
         outputs.push(out);
         after.push(states(&*op));
         let mut state_deltas = vec![Vec::new(); n_stores];
@@ -96,6 +102,11 @@ fn operator_contract(make: &dyn Fn() -> Box<dyn StatefulOperator>, batches: &[Ba
         ck.commits().add(n, &commit).unwrap();
     }
     assert!(summary.output_rows > 0, "{name}: the run produced no output at all: {summary:?}");
+    assert_eq!(
+        summary.late_rows_taken > 0,
+        summary.rows_dropped_by_watermark > 0,
+        "{name}: rows dropped as late are handed over when kept: {summary:?}"
+    );
 
     for (n, b) in batches.iter().enumerate() {
         let mut fresh = make();
@@ -105,8 +116,13 @@ fn operator_contract(make: &dyn Fn() -> Box<dyn StatefulOperator>, batches: &[Ba
             let want = if n == 0 { Default::default() } else { multiset(&after[n - 1][k]) };
             assert_same(&format!("{name}: restore of version {n}: state store {k}"), &multiset(s), &want);
         }
-        let out = fresh.process(b.inputs.clone(), &b.ctx).unwrap_or_else(|e| panic!("{name}: batch {n} after restore failed: {e}"));
+        // Replayed without keeping late rows (a query without a side output): the same
+        // output, and nothing kept.
+        let ctx = BatchContext { keep_late_rows: false, ..b.ctx.clone() };
+        let out = fresh.process(b.inputs.clone(), &ctx).unwrap_or_else(|e| panic!("{name}: batch {n} after restore failed: {e}"));
         assert_same_rows(&format!("{name}: output of batch {n} after restoring version {n}"), &out, &outputs[n]);
+        let kept: usize = fresh.take_late_rows().iter().map(DataFrame::height).sum();
+        assert_eq!(kept, 0, "{name}: batch {n} kept late rows that nobody takes");
         for (k, s) in states(&*fresh).iter().enumerate() {
             assert_same_rows(&format!("{name}: state store {k} after batch {n} after restoring version {n}"), s, &after[n][k]);
         }
@@ -195,6 +211,7 @@ fn batches(inputs: Vec<Vec<DataFrame>>, ts_columns: &[&str], mode: OutputMode) -
             watermark_for_late_events_ms: Some(previous),
             watermark_for_eviction_ms: Some(current),
             output_mode: mode,
+            keep_late_rows: true,
             explaining: false,
         };
         for (seen, (df, c)) in max_seen.iter_mut().zip(frames.iter().zip(ts_columns)) {

@@ -362,6 +362,7 @@ pub fn explain_batch(df: &StreamingDataFrame, mode: OutputMode, checkpoint: &Pat
         watermark_for_late_events_ms: has_wm.then_some(late_wm),
         watermark_for_eviction_ms: has_wm.then_some(wm),
         output_mode: mode,
+        keep_late_rows: true,
         explaining: true,
     };
     // each operator's state before the batch (version N), for the rules that need it

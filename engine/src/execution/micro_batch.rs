@@ -94,6 +94,7 @@ impl MicroBatchExecution {
             watermark_for_late_events_ms: has_wm.then_some(self.prev_batch_watermark_ms),
             watermark_for_eviction_ms: has_wm.then_some(batch_wm),
             output_mode: self.mode,
+            keep_late_rows: self.late_sink.is_some(),
             explaining: false,
         }
     }

@@ -228,7 +228,7 @@ impl StatefulOperator for StreamingDeduplicateExec {
         if let Some(et) = &self.plan.event_time {
             if let Some(wm) = ctx.watermark_for_late_events_ms {
                 let mask = EventTimeColumn::new(et.as_str()).at_or_before(&kept, wm)?;
-                if mask.any() {
+                if ctx.keep_late_rows && mask.any() {
                     self.late.push(super::late::late_rows(&kept.drop(ROW)?, &mask, et)?);
                 }
             }

@@ -43,6 +43,10 @@ pub struct BatchContext {
     pub watermark_for_eviction_ms: Option<i64>,
     /// The query's output mode.
     pub output_mode: OutputMode,
+    /// Someone takes the rows the watermark drops (a late-rows side output, see
+    /// [`late`], or [`explain_batch`](crate::explain_batch)): operators keep them for
+    /// [`StatefulOperator::take_late_rows`]. `false` otherwise: late rows are only counted.
+    pub keep_late_rows: bool,
     /// The batch is replayed by [`explain_batch`](crate::explain_batch): operators keep
     /// what explaining asks of them (a join's rows evicted with no match, see
     /// [`StatefulOperator::take_evicted_unmatched`]). `false` in a query's run.

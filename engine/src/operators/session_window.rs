@@ -206,7 +206,7 @@ impl StatefulOperator for SessionWindowAggregateExec {
         let (partial, dropped) =
             self.plan.partial_aggregate_on_time(&input, self.late_key(), ctx.watermark_for_late_events_ms)?;
         self.late.clear();
-        if let (true, Some(key), Some(wm)) = (dropped > 0, self.late_key(), ctx.watermark_for_late_events_ms) {
+        if let (true, Some(key), Some(wm)) = (dropped > 0 && ctx.keep_late_rows, self.late_key(), ctx.watermark_for_late_events_ms) {
             self.late.push(self.plan.late_rows(&input, key, wm)?);
         }
         let mut state_key = self.group_keys.clone();

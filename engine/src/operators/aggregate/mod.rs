@@ -778,7 +778,7 @@ impl StatefulOperator for StreamingAggregateExec {
         let (partial, dropped) =
             self.plan.partial_aggregate_on_time(&input, self.watermarked(), ctx.watermark_for_late_events_ms)?;
         self.late.clear();
-        if let (true, Some(key), Some(wm)) = (dropped > 0, self.watermarked(), ctx.watermark_for_late_events_ms) {
+        if let (true, Some(key), Some(wm)) = (dropped > 0 && ctx.keep_late_rows, self.watermarked(), ctx.watermark_for_late_events_ms) {
             self.late.push(self.plan.late_rows(&input, key, wm)?);
         }
         let (state, updated) = if partial.height() > 0 {

@@ -281,7 +281,7 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
         if let (GroupStateTimeout::EventTimeTimeout, Some(c)) = (self.spec.timeout, &self.event_time_column) {
             if let Some(wm) = ctx.watermark_for_late_events_ms {
                 let mask = EventTimeColumn::new(c.as_str()).at_or_before(&input, wm)?;
-                if mask.any() {
+                if ctx.keep_late_rows && mask.any() {
                     self.late.push(crate::operators::late::late_rows(&input, &mask, c)?);
                 }
             }

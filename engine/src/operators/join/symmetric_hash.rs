@@ -243,13 +243,13 @@ impl StatefulOperator for StreamingSymmetricHashJoinExec {
         if let Some(wm) = ctx.watermark_for_late_events_ms {
             let late = self.left.at_or_below(&l_new, wm)?;
             dropped[0] = late.sum().unwrap_or(0) as u64;
-            if let (true, Some(c)) = (late.any(), &self.left.watermark_column) {
+            if let (true, Some(c)) = (ctx.keep_late_rows && late.any(), &self.left.watermark_column) {
                 self.late.push(crate::operators::late::late_rows(&l_new, &late, c)?);
             }
             l_new = l_new.filter(&!&late)?;
             let late = self.right.at_or_below(&r_new, wm)?;
             dropped[1] = late.sum().unwrap_or(0) as u64;
-            if let (true, Some(c)) = (late.any(), &self.right.watermark_column) {
+            if let (true, Some(c)) = (ctx.keep_late_rows && late.any(), &self.right.watermark_column) {
                 self.late.push(crate::operators::late::late_rows(&r_new, &late, c)?);
             }
             r_new = r_new.filter(&!&late)?;
