@@ -18,6 +18,9 @@ use sluice::{QueryProgressEvent, StreamingQueryListener, StreamingQueryProgress}
 #[derive(Default)]
 pub struct ProgressLog {
     all: Mutex<BTreeMap<u64, StreamingQueryProgress>>,
+    /// The batch id a waiter waits for: only its report wakes the waiter, so that a
+    /// bench thread waiting for the last of 500 batches does not wake at every one.
+    wanted: AtomicU64,
     arrived: Condvar,
 }
 
@@ -44,6 +47,7 @@ impl ProgressLog {
     pub fn wait_past(&self, after: Option<u64>, timeout: Duration) -> Option<u64> {
         let deadline = Instant::now() + timeout;
         let mut all = self.all.lock().expect("progress log");
+        self.wanted.store(after.map_or(0, |b| b + 1), Ordering::SeqCst);
         loop {
             let last = all.keys().next_back().copied();
             if last.is_some() && last > after {
@@ -57,8 +61,11 @@ impl ProgressLog {
 
 impl StreamingQueryListener for ProgressLog {
     fn on_query_progress(&self, event: &QueryProgressEvent) {
-        self.all.lock().expect("progress log").insert(event.progress.batch_id, event.progress.clone());
-        self.arrived.notify_all();
+        let batch = event.progress.batch_id;
+        self.all.lock().expect("progress log").insert(batch, event.progress.clone());
+        if batch >= self.wanted.load(Ordering::SeqCst) {
+            self.arrived.notify_all();
+        }
     }
 }
 
