@@ -463,13 +463,12 @@ fn late_rows_of_p01_and_p02_are_exactly_the_dropped_rows_across_restarts() {
 
 /// Deduplication's late rows go to a foreach-style side output with the operator, the
 /// watermark and the event time; the progress counter still counts them.
-#[test]
-fn dedup_late_rows_reach_a_foreach_side_output() {
-    let session = Session::new();
-    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
-    let stream = MemoryStream::new(schema);
-    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
+/// Late rows collected by a `with_late_rows_foreach` side output: (batch id, rows) per call.
+type LateCalls = std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>>;
+
+/// Starts `df` in append mode into a memory table, its late rows to a foreach side output.
+fn start_with_late_rows_foreach(df: StreamingDataFrame) -> (StreamingQuery, sluice::connectors::MemoryTable, LateCalls) {
+    let seen = LateCalls::default();
     let sink = seen.clone();
     let table = sluice::connectors::MemoryTable::new();
     let query = df
@@ -483,6 +482,16 @@ fn dedup_late_rows_reach_a_foreach_side_output() {
         .sink(Box::new(table.sink()))
         .start()
         .unwrap();
+    (query, table, seen)
+}
+
+#[test]
+fn dedup_late_rows_reach_a_foreach_side_output() {
+    let session = Session::new();
+    let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
+    let stream = MemoryStream::new(schema);
+    let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
+    let (query, table, seen) = start_with_late_rows_foreach(df);
     let minute = 60_000_000i64;
     let frame = |ids: &[&str], minutes: &[i64]| {
         df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
@@ -928,20 +937,7 @@ fn join_late_rows_reach_the_side_output_once_and_not_the_output() {
     let clk = MemoryStream::new(std::sync::Arc::new(common::clicks_schema()));
     let df = common::ad_join(imp.to_df(&session), clk.to_df(&session), sluice::StreamJoinType::Inner, "10 minutes", "10 minutes", "1 hour")
         .unwrap();
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, DataFrame)>>> = Default::default();
-    let sink = seen.clone();
-    let table = sluice::connectors::MemoryTable::new();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .progress(ProgressDisplay::Off)
-        .with_late_rows_foreach(move |rows, id| {
-            sink.lock().unwrap().push((id, rows.clone()));
-            Ok(())
-        })
-        .sink(Box::new(table.sink()))
-        .start()
-        .unwrap();
+    let (query, table, seen) = start_with_late_rows_foreach(df);
     let add = |ids: &[&str], imp_secs: Vec<i64>, clicks: &[&str], click_secs: Vec<i64>| {
         imp.add_data(frame_of(vec![
             Column::new("ad_id".into(), ids.to_vec()),
