@@ -491,7 +491,7 @@ fn dedup_late_rows_reach_a_foreach_side_output() {
     let schema = common::schema(&[("id", DataType::String), ("t", common::ts())]);
     let stream = MemoryStream::new(schema);
     let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
-    let (query, table, seen) = start_with_late_rows_foreach(df);
+    let (query, _table, seen) = start_with_late_rows_foreach(df);
     let minute = 60_000_000i64;
     let frame = |ids: &[&str], minutes: &[i64]| {
         df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
