@@ -750,31 +750,11 @@ fn explain_batch_names_a_join_row_evicted_with_no_match() {
         let table = sluice::connectors::MemoryTable::new();
         let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
         // a is clicked, c never is; then time moves on by 5 hours, which evicts both.
-        imp.add_data(frame_of(vec![
-            Column::new("ad_id".into(), vec!["a", "c"]),
-            ts_after_8("impression_time", vec![0, 20]),
-            Column::new("campaign".into(), vec!["k", "k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame_of(vec![
-            Column::new("click_ad_id".into(), vec!["a"]),
-            ts_after_8("click_time", vec![60]),
-            Column::new("cost".into(), vec![1.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["a", "c"], &[0, 20], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["a"], &[60], &[1.0]).unwrap()).unwrap();
         query.process_all_available().unwrap();
-        imp.add_data(frame_of(vec![
-            Column::new("ad_id".into(), vec!["later"]),
-            ts_after_8("impression_time", vec![5 * 3600]),
-            Column::new("campaign".into(), vec!["k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame_of(vec![
-            Column::new("click_ad_id".into(), vec!["none"]),
-            ts_after_8("click_time", vec![5 * 3600]),
-            Column::new("cost".into(), vec![0.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["later"], &[5 * 3600], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["none"], &[5 * 3600], &[0.0]).unwrap()).unwrap();
         query.process_all_available().unwrap();
         query.stop().unwrap();
         let batches: Vec<u64> = query.recent_progress().iter().map(|p| p.batch_id).collect();
@@ -939,18 +919,8 @@ fn join_late_rows_reach_the_side_output_once_and_not_the_output() {
         .unwrap();
     let (query, table, seen) = start_with_late_rows_foreach(df);
     let add = |ids: &[&str], imp_secs: Vec<i64>, clicks: &[&str], click_secs: Vec<i64>| {
-        imp.add_data(frame_of(vec![
-            Column::new("ad_id".into(), ids.to_vec()),
-            ts_after_8("impression_time", imp_secs),
-            Column::new("campaign".into(), vec!["k"; ids.len()]),
-        ]))
-        .unwrap();
-        clk.add_data(frame_of(vec![
-            Column::new("click_ad_id".into(), clicks.to_vec()),
-            ts_after_8("click_time", click_secs),
-            Column::new("cost".into(), vec![1.0; clicks.len()]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(ids, &imp_secs, "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(clicks, &click_secs, &vec![1.0; clicks.len()]).unwrap()).unwrap();
         query.process_all_available().unwrap();
     };
     add(&["a"], vec![0], &["a"], vec![60]);

@@ -67,18 +67,6 @@ fn restart_mid_join_after_each_batch_gives_the_uninterrupted_output() {
     }
 }
 
-fn frame(cols: Vec<Column>) -> DataFrame {
-    let h = cols[0].len();
-    DataFrame::new(h, cols).unwrap()
-}
-
-fn ts_col(name: &str, secs: Vec<i64>) -> Column {
-    let base = 1_709_280_000_000_000i64; // 2024-03-01T08:00:00Z
-    Column::new(name.into(), secs.into_iter().map(|s| base + s * 1_000_000).collect::<Vec<_>>())
-        .cast(&common::ts())
-        .unwrap()
-}
-
 /// 1,000,000 impressions (one a second), 40% clicked within the hour, in 100 batches of
 /// 10,000: the join state stays within what the watermarks allow, whatever the input size,
 /// and every click is attributed exactly once.
@@ -115,19 +103,9 @@ fn join_state_stays_bounded_by_the_watermark_horizon() {
         clicks_total += click_ids.len();
         let n_clicks = click_ids.len();
         imp_stream
-            .add_data(frame(vec![
-                Column::new("ad_id".into(), ids.iter().map(|i| format!("ad{i}")).collect::<Vec<_>>()),
-                ts_col("impression_time", ids.clone()),
-                Column::new("campaign".into(), vec!["c"; ids.len()]),
-            ]))
-            .unwrap();
+            .add_data(common::impressions_at(&ids.iter().map(|i| format!("ad{i}")).collect::<Vec<_>>(), &ids, "c").unwrap()).unwrap();
         clk_stream
-            .add_data(frame(vec![
-                Column::new("click_ad_id".into(), click_ids),
-                ts_col("click_time", click_secs),
-                Column::new("cost".into(), vec![0.5f64; n_clicks]),
-            ]))
-            .unwrap();
+            .add_data(common::clicks_at(&click_ids, &click_secs, &vec![0.5; n_clicks]).unwrap()).unwrap();
         q.process_all_available().unwrap();
         let p = q.recent_progress();
         state_per_batch.push(p.iter().map(|p| p.state_operators[0].num_rows_total).max().unwrap_or(0));
@@ -212,31 +190,11 @@ fn join_types_on_a_small_example() {
         let q = joined.write_stream().progress(ProgressDisplay::Off).sink(Box::new(table.sink())).start().unwrap();
         // a: clicked in time; b: clicked too late (after 1 hour); c: never clicked;
         // z: a click without impression. Then time moves on by 5 hours.
-        imp.add_data(frame(vec![
-            Column::new("ad_id".into(), vec!["a", "b", "c"]),
-            ts_col("impression_time", vec![0, 10, 20]),
-            Column::new("campaign".into(), vec!["k", "k", "k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame(vec![
-            Column::new("click_ad_id".into(), vec!["a", "b", "z"]),
-            ts_col("click_time", vec![60, 10 + 3601, 30]),
-            Column::new("cost".into(), vec![1.0, 2.0, 3.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["a", "b", "c"], &[0, 10, 20], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["a", "b", "z"], &[60, 10 + 3601, 30], &[1.0, 2.0, 3.0]).unwrap()).unwrap();
         q.process_all_available().unwrap();
-        imp.add_data(frame(vec![
-            Column::new("ad_id".into(), vec!["later"]),
-            ts_col("impression_time", vec![5 * 3600]),
-            Column::new("campaign".into(), vec!["k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame(vec![
-            Column::new("click_ad_id".into(), vec!["none"]),
-            ts_col("click_time", vec![5 * 3600]),
-            Column::new("cost".into(), vec![0.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["later"], &[5 * 3600], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["none"], &[5 * 3600], &[0.0]).unwrap()).unwrap();
         q.process_all_available().unwrap();
         q.stop().unwrap();
         let all = table.to_df().unwrap().unwrap();
@@ -269,18 +227,8 @@ fn multiple_watermarks_combine_with_min_or_max() {
         let clk = MemoryStream::new(Arc::new(common::clicks_schema()));
         let joined = common::ad_join(imp.to_df(&session), clk.to_df(&session), StreamJoinType::Inner, "2 hours", "3 hours", "1 hour").unwrap();
         let q = joined.write_stream().progress(ProgressDisplay::Off).sink(Box::new(MemoryTable::new().sink())).start().unwrap();
-        imp.add_data(frame(vec![
-            Column::new("ad_id".into(), vec!["a"]),
-            ts_col("impression_time", vec![10 * 3600]),
-            Column::new("campaign".into(), vec!["k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame(vec![
-            Column::new("click_ad_id".into(), vec!["a"]),
-            ts_col("click_time", vec![10 * 3600]),
-            Column::new("cost".into(), vec![1.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["a"], &[10 * 3600], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["a"], &[10 * 3600], &[1.0]).unwrap()).unwrap();
         q.process_all_available().unwrap();
         let wm = q.last_progress().unwrap().event_time["watermark"].clone();
         q.stop().unwrap();

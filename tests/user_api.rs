@@ -32,12 +32,6 @@ fn frame(cols: Vec<Column>) -> DataFrame {
     DataFrame::new(h, cols).unwrap()
 }
 
-fn ts_col(name: &str, secs: Vec<i64>) -> Column {
-    Column::new(name.into(), secs.into_iter().map(|s| BASE_US + s * 1_000_000).collect::<Vec<_>>())
-        .cast(&common::ts())
-        .unwrap()
-}
-
 /// Records every event as a line: `started <name>`, `progress <name> <batch>`,
 /// `idle <name>`, `terminated <name> <error or ->`.
 #[derive(Default)]
@@ -489,31 +483,11 @@ fn join_on_two_streams_keeps_one_key_column_coalesced_for_full_outer() {
         let table = MemoryTable::new();
         let q = joined.write_stream().sink(Box::new(table.sink())).progress(ProgressDisplay::Off).start().unwrap();
         // a: clicked in time; b: clicked too late; c: never clicked; z: a click alone.
-        imp.add_data(frame(vec![
-            Column::new("ad_id".into(), vec!["a", "b", "c"]),
-            ts_col("impression_time", vec![0, 10, 20]),
-            Column::new("campaign".into(), vec!["k", "k", "k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame(vec![
-            Column::new("click_ad_id".into(), vec!["a", "b", "z"]),
-            ts_col("click_time", vec![60, 10 + 3601, 30]),
-            Column::new("cost".into(), vec![1.0, 2.0, 3.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["a", "b", "c"], &[0, 10, 20], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["a", "b", "z"], &[60, 10 + 3601, 30], &[1.0, 2.0, 3.0]).unwrap()).unwrap();
         q.process_all_available().unwrap();
-        imp.add_data(frame(vec![
-            Column::new("ad_id".into(), vec!["later"]),
-            ts_col("impression_time", vec![5 * 3600]),
-            Column::new("campaign".into(), vec!["k"]),
-        ]))
-        .unwrap();
-        clk.add_data(frame(vec![
-            Column::new("click_ad_id".into(), vec!["none"]),
-            ts_col("click_time", vec![5 * 3600]),
-            Column::new("cost".into(), vec![0.0]),
-        ]))
-        .unwrap();
+        imp.add_data(common::impressions_at(&["later"], &[5 * 3600], "k").unwrap()).unwrap();
+        clk.add_data(common::clicks_at(&["none"], &[5 * 3600], &[0.0]).unwrap()).unwrap();
         q.process_all_available().unwrap();
         q.stop().unwrap();
         let all = table.to_df().unwrap().unwrap();

@@ -135,6 +135,43 @@ pub fn clicks_schema() -> Schema {
     schema(&[("click_ad_id", DataType::String), ("click_time", ts()), ("cost", DataType::Float64)])
 }
 
+/// 2024-03-01T08:00:00Z, µs since the epoch: the origin of [`impressions_at`] and
+/// [`clicks_at`].
+pub const AD_TIME_ORIGIN_US: i64 = 1_709_280_000_000_000;
+
+/// A timestamp column (µs, [`ts`]) of `secs` seconds after [`AD_TIME_ORIGIN_US`].
+fn seconds_after_ad_origin(name: &str, secs: &[i64]) -> PolarsResult<Column> {
+    Column::new(name.into(), secs.iter().map(|s| AD_TIME_ORIGIN_US + s * 1_000_000).collect::<Vec<_>>()).cast(&ts())
+}
+
+/// Impression rows ([`impressions_schema`]): ad `ads[i]` shown `secs[i]` seconds after
+/// 2024-03-01T08:00:00Z, all of campaign `campaign`.
+pub fn impressions_at<S: AsRef<str>>(ads: &[S], secs: &[i64], campaign: &str) -> PolarsResult<DataFrame> {
+    let ads: Vec<&str> = ads.iter().map(AsRef::as_ref).collect();
+    DataFrame::new(
+        ads.len(),
+        vec![
+            Column::new("ad_id".into(), ads),
+            seconds_after_ad_origin("impression_time", secs)?,
+            Column::new("campaign".into(), vec![campaign; secs.len()]),
+        ],
+    )
+}
+
+/// Click rows ([`clicks_schema`]): ad `ads[i]` clicked `secs[i]` seconds after
+/// 2024-03-01T08:00:00Z, costing `costs[i]`.
+pub fn clicks_at<S: AsRef<str>>(ads: &[S], secs: &[i64], costs: &[f64]) -> PolarsResult<DataFrame> {
+    let ads: Vec<&str> = ads.iter().map(AsRef::as_ref).collect();
+    DataFrame::new(
+        ads.len(),
+        vec![
+            Column::new("click_ad_id".into(), ads),
+            seconds_after_ad_origin("click_time", secs)?,
+            Column::new("cost".into(), costs.to_vec()),
+        ],
+    )
+}
+
 /// The `ad_join` job: impressions joined with their clicks within `max_gap`:
 /// `click_ad_id = ad_id AND click_time >= impression_time AND
 /// click_time <= impression_time + max_gap`.
