@@ -17,10 +17,12 @@
 mod common;
 #[path = "../tests/support/moto.rs"]
 mod moto;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice::checkpoint::Checkpoint;
 use sluice::prelude::*;
@@ -66,37 +68,8 @@ fn run(frames: &[DataFrame], ck: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
     let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
-    let (feed, pending) = (stream.clone(), frames[1..].to_vec());
-    let mut pending = pending.into_iter();
-    stream.add_data(frames[0].clone())?;
-    let t0 = Instant::now();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .checkpoint(ck)
-        .progress(ProgressDisplay::Off)
-        .foreach_batch(move |_batch, _id| {
-            if let Some(f) = pending.next() {
-                feed.add_data(f)?;
-            }
-            Ok(())
-        })
-        .start()?;
-    let mut all = BTreeMap::new();
-    let last = frames.len() as u64 - 1;
-    loop {
-        for p in query.recent_progress() {
-            all.entry(p.batch_id).or_insert(p);
-        }
-        if query.last_progress().is_some_and(|p| p.batch_id >= last) {
-            break;
-        }
-        anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let wall = t0.elapsed();
-    query.stop()?;
-    let data: Vec<_> = all.into_values().filter(|p| p.num_input_rows > 0).collect();
+    let (wall, progress, _) = support::run_back_to_back(&session, df, &stream, frames, ck)?;
+    let data: Vec<_> = progress.into_iter().filter(|p| p.num_input_rows > 0).collect();
     let mut trigger: Vec<u64> = data.iter().map(|p| p.duration_ms.get("triggerExecution").copied().unwrap_or(0)).collect();
     trigger.sort_unstable();
     let mut phases: BTreeMap<String, Vec<u64>> = BTreeMap::new();

@@ -40,7 +40,10 @@ use anyhow::Context;
 use sluice::checkpoint::Checkpoint;
 use sluice::prelude::*;
 use sluice::StreamingQueryProgress;
-use support::{fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, ProgressLog, Rng, SinkLog};
+use support::{
+    fmt_dur, loadavg, percentile, phases, pyspark_available, python_results, run_available_now, run_back_to_back, ProgressLog, Rng,
+    SinkLog,
+};
 
 const SENSORS: usize = 1000;
 const FILES: usize = 20;
@@ -227,38 +230,10 @@ fn measure(case: &str, wall: Duration, progress: &[StreamingQueryProgress], log:
 /// frame n + 1).
 fn run_memory(case: &str, frames: &[DataFrame], ckpt: Checkpoint) -> anyhow::Result<Measure> {
     let session = Session::new();
-    let reports = ProgressLog::attach(&session);
     let stream = sluice::connectors::MemoryStream::new(Arc::new(common::sensor_schema()));
     let df = common::windowed_agg(stream.to_df(&session), "10 minutes", Some("5 minutes"), Some("10 minutes"))?;
-    let log = SinkLog::default();
-    let (l, feed, pending) = (log.clone(), stream.clone(), frames[1..].to_vec());
-    let mut pending = pending.into_iter();
-    stream.add_data(frames[0].clone())?;
-    let t0 = Instant::now();
-    let query = df
-        .write_stream()
-        .output_mode(OutputMode::Append)
-        .checkpoint(ckpt)
-        .progress(ProgressDisplay::Off)
-        .foreach_batch(move |batch, id| {
-            l.record(batch, id);
-            if let Some(f) = pending.next() {
-                feed.add_data(f)?;
-            }
-            Ok(())
-        })
-        .start()?;
-    let last = frames.len() as u64 - 1;
-    // Woken by the last batch's report only (or every second, to notice a failure).
-    while reports.last_batch().is_none_or(|b| b < last) {
-        anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(1800), "{case}: not done after 30 minutes");
-        reports.wait_past(last.checked_sub(1), Duration::from_secs(1));
-    }
-    let wall = t0.elapsed();
-    query.process_all_available()?;
-    query.stop()?;
-    Ok(measure(case, wall, &reports.progress(), &log))
+    let (wall, progress, log) = run_back_to_back(&session, df, &stream, frames, ckpt).with_context(|| case.to_string())?;
+    Ok(measure(case, wall, &progress, &log))
 }
 
 /// Case 2b: add one frame to an idle query, time until its progress report appears.

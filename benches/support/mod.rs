@@ -119,6 +119,56 @@ pub fn run_available_now(
     Ok((t0.elapsed(), query.recent_progress(), log))
 }
 
+/// Runs `df` over `frames` back to back: `frames[0]` is in `stream` before the start, and
+/// the `foreach_batch` sink of batch `n` adds frame `n + 1`, so the engine always finds
+/// exactly one new frame and never idles. The checkpoint is `ck`, progress display off,
+/// append mode. `session` is the one `df` was built in (its listener collects the
+/// reports). Returns the wall time from start to the last frame's report, every batch's
+/// progress and the sink log.
+///
+/// # Errors
+/// When the query fails to start, stops with an error, or is not done after 30 minutes.
+pub fn run_back_to_back(
+    session: &Session,
+    df: StreamingDataFrame,
+    stream: &sluice::connectors::MemoryStream,
+    frames: &[DataFrame],
+    ck: sluice::checkpoint::Checkpoint,
+) -> anyhow::Result<(Duration, Vec<StreamingQueryProgress>, SinkLog)> {
+    let reports = ProgressLog::attach(session);
+    let log = SinkLog::default();
+    let (l, feed) = (log.clone(), stream.clone());
+    let mut pending = frames.iter().skip(1).cloned().collect::<Vec<_>>().into_iter();
+    if let Some(first) = frames.first() {
+        stream.add_data(first.clone())?;
+    }
+    let t0 = Instant::now();
+    let query = df
+        .write_stream()
+        .output_mode(OutputMode::Append)
+        .checkpoint(ck)
+        .progress(ProgressDisplay::Off)
+        .foreach_batch(move |batch, id| {
+            l.record(batch, id);
+            if let Some(f) = pending.next() {
+                feed.add_data(f)?;
+            }
+            Ok(())
+        })
+        .start()?;
+    let last = frames.len().saturating_sub(1) as u64;
+    // Woken by the last frame's report only (or every second, to notice a failure).
+    while reports.last_batch().is_none_or(|b| b < last) {
+        anyhow::ensure!(query.is_active(), "query stopped: {:?}", query.exception());
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(1800), "not done after 30 minutes");
+        reports.wait_past(last.checked_sub(1), Duration::from_secs(1));
+    }
+    let wall = t0.elapsed();
+    query.process_all_available()?;
+    query.stop()?;
+    Ok((wall, reports.progress(), log))
+}
+
 /// Sink call instants by batch id, and output rows.
 #[derive(Clone, Default)]
 pub struct SinkLog {
