@@ -7,46 +7,14 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/rich_rows.rs"]
+mod rich_rows;
 
 use std::path::Path;
 use std::process::Command;
 
+use rich_rows::{rich_rows as rows, BASE_US};
 use sluice::prelude::*;
-
-/// 2024-03-01T08:00:00Z in µs.
-const BASE_US: i64 = 1_709_280_000_000_000;
-
-/// `id`, `name` (a null), `t` (fractions), `window {start, end}`, `tags` (an empty list,
-/// a null), `times` (timestamps in a list); as a windowed aggregation writes them.
-fn rows(ids: &[i64]) -> DataFrame {
-    let us = |i: i64| BASE_US + i * 60_000_000 + if i % 2 == 1 { 123_456 } else { 0 };
-    let dt = common::ts();
-    let names: Vec<Option<String>> = ids.iter().map(|i| (i % 3 != 2).then(|| format!("user-{i}"))).collect();
-    let start = Series::new("start".into(), ids.iter().map(|i| BASE_US + (i / 10) * 600_000_000).collect::<Vec<_>>()).cast(&dt).unwrap();
-    let end = Series::new("end".into(), ids.iter().map(|i| BASE_US + (i / 10 + 1) * 600_000_000).collect::<Vec<_>>()).cast(&dt).unwrap();
-    let window = StructChunked::from_series("window".into(), ids.len(), [start, end].iter()).unwrap().into_series();
-    let tags: Vec<Option<Series>> = ids
-        .iter()
-        .map(|i| match i % 4 {
-            3 => None,
-            2 => Some(Series::new_empty("".into(), &DataType::String)),
-            _ => Some(Series::new("".into(), vec![format!("a{i}"), "b".to_string()])),
-        })
-        .collect();
-    let times: Vec<Series> = ids.iter().map(|i| Series::new("".into(), vec![us(*i), us(*i + 1)]).cast(&dt).unwrap()).collect();
-    DataFrame::new(
-        ids.len(),
-        vec![
-            Column::new("id".into(), ids),
-            Column::new("name".into(), names),
-            Column::from(Series::new("t".into(), ids.iter().map(|i| us(*i)).collect::<Vec<_>>()).cast(&dt).unwrap()),
-            Column::from(window),
-            Column::new("tags".into(), tags),
-            Column::new("times".into(), times),
-        ],
-    )
-    .unwrap()
-}
 
 /// What every reader must find, as JSON: per row the id, name, instants in µs since the
 /// epoch, the window's bounds and the tags.

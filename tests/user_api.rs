@@ -16,21 +16,16 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/rich_rows.rs"]
+mod rich_rows;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rich_rows::{rich_rows, BASE_US};
 use sluice::connectors::MemoryTable;
 use sluice::prelude::*;
-
-/// 2024-03-01T08:00:00Z in µs.
-const BASE_US: i64 = 1_709_280_000_000_000;
-
-fn frame(cols: Vec<Column>) -> DataFrame {
-    let h = cols[0].len();
-    DataFrame::new(h, cols).unwrap()
-}
 
 /// Records every event as a line: `started <name>`, `progress <name> <batch>`,
 /// `idle <name>`, `terminated <name> <error or ->`.
@@ -241,41 +236,11 @@ fn idle_events_names_and_listener_removal() {
 // Static reads of the file sink's output
 // ---------------------------------------------------------------------------------------
 
-/// Rows with every kind of column the sink writes: `id` long, `name` string (nulls),
-/// `t` timestamp (a fraction), `window` struct {start, end}, `tags` list of strings (an
-/// empty list, a null), `times` list of timestamps.
-fn rich(ids: &[i64]) -> DataFrame {
-    let us = |i: i64| BASE_US + i * 60_000_000 + if i % 2 == 1 { 123_456 } else { 0 };
-    let dt = common::ts();
-    let names: Vec<Option<String>> = ids.iter().map(|i| (i % 3 != 2).then(|| format!("user-{i}"))).collect();
-    let start = Series::new("start".into(), ids.iter().map(|i| BASE_US + (i / 10) * 600_000_000).collect::<Vec<_>>()).cast(&dt).unwrap();
-    let end = Series::new("end".into(), ids.iter().map(|i| BASE_US + (i / 10 + 1) * 600_000_000).collect::<Vec<_>>()).cast(&dt).unwrap();
-    let window = StructChunked::from_series("window".into(), ids.len(), [start, end].iter()).unwrap().into_series();
-    let tags: Vec<Option<Series>> = ids
-        .iter()
-        .map(|i| match i % 4 {
-            3 => None,
-            2 => Some(Series::new_empty("".into(), &DataType::String)),
-            _ => Some(Series::new("".into(), vec![format!("a{i}"), "b".to_string()])),
-        })
-        .collect();
-    let times: Vec<Series> =
-        ids.iter().map(|i| Series::new("".into(), vec![us(*i), us(*i + 1)]).cast(&dt).unwrap()).collect();
-    frame(vec![
-        Column::new("id".into(), ids),
-        Column::new("name".into(), names),
-        Column::from(Series::new("t".into(), ids.iter().map(|i| us(*i)).collect::<Vec<_>>()).cast(&dt).unwrap()),
-        Column::from(window),
-        Column::new("tags".into(), tags),
-        Column::new("times".into(), times),
-    ])
-}
-
-/// Writes `rich(0..6)` and `rich(6..10)` as two batches through a `format` file sink
+/// Writes `rich_rows(0..6)` and `rich_rows(6..10)` as two batches through a `format` file sink
 /// into `<dir>/out`; returns the rows written (`columns` of them).
 fn write_through_sink(session: &Session, dir: &Path, format: &str, columns: &[&str]) -> DataFrame {
     let pick = |df: DataFrame| df.select(columns.iter().copied()).unwrap();
-    let stream = MemoryStream::new(pick(rich(&[0])).schema().clone());
+    let stream = MemoryStream::new(pick(rich_rows(&[0])).schema().clone());
     let q = stream
         .to_df(session)
         .write_stream()
@@ -285,7 +250,7 @@ fn write_through_sink(session: &Session, dir: &Path, format: &str, columns: &[&s
         .progress(ProgressDisplay::Off)
         .start()
         .unwrap();
-    let batches = [pick(rich(&[0, 1, 2, 3, 4, 5])), pick(rich(&[6, 7, 8, 9]))];
+    let batches = [pick(rich_rows(&[0, 1, 2, 3, 4, 5])), pick(rich_rows(&[6, 7, 8, 9]))];
     for b in &batches {
         stream.add_data(b.clone()).unwrap();
         q.process_all_available().unwrap();
