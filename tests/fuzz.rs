@@ -21,28 +21,16 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/rng.rs"]
+mod rng;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice::connectors::{FileSource, ParseMode};
+use rng::Rng;
 use sluice::prelude::*;
-
-/// xorshift64*: a seeded generator without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn seed() -> u64 {
     std::env::var("SLUICE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_f022)

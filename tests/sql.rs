@@ -5,9 +5,12 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/rng.rs"]
+mod rng;
 
 use std::path::Path;
 
+use rng::Rng;
 use sluice::prelude::*;
 use sluice::SluiceError;
 
@@ -308,23 +311,6 @@ fn outer_self_joins_with_a_time_range_start() {
             (Ok(_), false) => panic!("an outer join without watermarks must be refused"),
             (Err(e), true) => panic!("{e}"),
         }
-    }
-}
-
-/// A tiny deterministic generator (xorshift64*), so that a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
     }
 }
 

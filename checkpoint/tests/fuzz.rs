@@ -13,6 +13,9 @@
 //! would hold it, and read back through a `Checkpoint` on that store: the read path after
 //! the store returns the bytes is the same for every store, and memory keeps the loop fast.
 
+#[path = "../../tests/support/rng.rs"]
+mod rng;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,25 +24,8 @@ use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
+use rng::Rng;
 use sluice_checkpoint::*;
-
-/// xorshift64*: a seeded generator without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn nonzero_byte(&mut self) -> u8 {
-        (self.next() % 255) as u8 + 1
-    }
-}
 
 /// One kind of file: how to write it and read it back, as a comparable value.
 struct Kind {
