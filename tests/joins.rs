@@ -190,12 +190,7 @@ fn join_types_on_a_small_example() {
         let q = joined.write_stream().progress(ProgressDisplay::Off).sink(Box::new(table.sink())).start().unwrap();
         // a: clicked in time; b: clicked too late (after 1 hour); c: never clicked;
         // z: a click without impression. Then time moves on by 5 hours.
-        imp.add_data(common::impressions_at(&["a", "b", "c"], &[0, 10, 20], "k").unwrap()).unwrap();
-        clk.add_data(common::clicks_at(&["a", "b", "z"], &[60, 10 + 3601, 30], &[1.0, 2.0, 3.0]).unwrap()).unwrap();
-        q.process_all_available().unwrap();
-        imp.add_data(common::impressions_at(&["later"], &[5 * 3600], "k").unwrap()).unwrap();
-        clk.add_data(common::clicks_at(&["none"], &[5 * 3600], &[0.0]).unwrap()).unwrap();
-        q.process_all_available().unwrap();
+        common::feed_small_join_example(&imp, &clk, &q).unwrap();
         q.stop().unwrap();
         let all = table.to_df().unwrap().unwrap();
         let mut rows: Vec<String> = (0..all.height())

@@ -448,12 +448,7 @@ fn join_on_two_streams_keeps_one_key_column_coalesced_for_full_outer() {
         let table = MemoryTable::new();
         let q = joined.write_stream().sink(Box::new(table.sink())).progress(ProgressDisplay::Off).start().unwrap();
         // a: clicked in time; b: clicked too late; c: never clicked; z: a click alone.
-        imp.add_data(common::impressions_at(&["a", "b", "c"], &[0, 10, 20], "k").unwrap()).unwrap();
-        clk.add_data(common::clicks_at(&["a", "b", "z"], &[60, 10 + 3601, 30], &[1.0, 2.0, 3.0]).unwrap()).unwrap();
-        q.process_all_available().unwrap();
-        imp.add_data(common::impressions_at(&["later"], &[5 * 3600], "k").unwrap()).unwrap();
-        clk.add_data(common::clicks_at(&["none"], &[5 * 3600], &[0.0]).unwrap()).unwrap();
-        q.process_all_available().unwrap();
+        common::feed_small_join_example(&imp, &clk, &q).unwrap();
         q.stop().unwrap();
         let all = table.to_df().unwrap().unwrap();
         let mut rows: Vec<String> = (0..all.height())

@@ -172,6 +172,28 @@ pub fn clicks_at<S: AsRef<str>>(ads: &[S], secs: &[i64], costs: &[f64]) -> Polar
     )
 }
 
+/// Feeds the small join example of the join tests into `impressions` and `clicks`, two
+/// micro-batches run by `query`: ad `a` clicked in time, `b` clicked too late (an hour and
+/// a second after), `c` never clicked, and a click `z` with no impression (seconds 0-3611
+/// after 2024-03-01T08:00:00Z); then one impression and one click 5 hours later, which
+/// move both watermarks past every earlier row.
+///
+/// # Errors
+/// When a frame cannot be built or added, or a batch fails.
+pub fn feed_small_join_example(
+    impressions: &sluice::connectors::MemoryStream,
+    clicks: &sluice::connectors::MemoryStream,
+    query: &StreamingQuery,
+) -> anyhow::Result<()> {
+    impressions.add_data(impressions_at(&["a", "b", "c"], &[0, 10, 20], "k")?)?;
+    clicks.add_data(clicks_at(&["a", "b", "z"], &[60, 10 + 3601, 30], &[1.0, 2.0, 3.0])?)?;
+    query.process_all_available()?;
+    impressions.add_data(impressions_at(&["later"], &[5 * 3600], "k")?)?;
+    clicks.add_data(clicks_at(&["none"], &[5 * 3600], &[0.0])?)?;
+    query.process_all_available()?;
+    Ok(())
+}
+
 /// The `ad_join` job: impressions joined with their clicks within `max_gap`:
 /// `click_ad_id = ad_id AND click_time >= impression_time AND
 /// click_time <= impression_time + max_gap`.
