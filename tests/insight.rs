@@ -485,6 +485,20 @@ fn start_with_late_rows_foreach(df: StreamingDataFrame) -> (StreamingQuery, slui
     (query, table, seen)
 }
 
+/// A minute in µs.
+const MINUTE_US: i64 = 60_000_000;
+
+/// Rows `id` (String), `t` (timestamp, `minutes[i]` minutes after the epoch): the input
+/// of the deduplication tests.
+fn id_minute_rows(ids: &[&str], minutes: &[i64]) -> DataFrame {
+    df!("id" => ids, "t" => minutes.iter().map(|m| m * MINUTE_US).collect::<Vec<_>>())
+        .unwrap()
+        .lazy()
+        .with_column(col("t").cast(common::ts()))
+        .collect()
+        .unwrap()
+}
+
 #[test]
 fn dedup_late_rows_reach_a_foreach_side_output() {
     let session = Session::new();
@@ -492,15 +506,7 @@ fn dedup_late_rows_reach_a_foreach_side_output() {
     let stream = MemoryStream::new(schema);
     let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id", "t"]).unwrap();
     let (query, _table, seen) = start_with_late_rows_foreach(df);
-    let minute = 60_000_000i64;
-    let frame = |ids: &[&str], minutes: &[i64]| {
-        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
-            .unwrap()
-            .lazy()
-            .with_column(col("t").cast(common::ts()))
-            .collect()
-            .unwrap()
-    };
+    let frame = id_minute_rows;
     stream.add_data(frame(&["a", "b"], &[10, 20])).unwrap();
     query.process_all_available().unwrap();
     // the watermark is now 19 minutes: "c" at 5 minutes is late
@@ -518,8 +524,8 @@ fn dedup_late_rows_reach_a_foreach_side_output() {
     assert_eq!(rows.column("batch_id").unwrap().u64().unwrap().get(0), Some(*batch));
     assert_eq!(rows.column("operator").unwrap().str().unwrap().get(0), Some("StreamingDeduplicateExec"));
     let us = |c: &str| rows.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
-    assert_eq!(us("event_time"), Some(5 * minute));
-    assert_eq!(us("watermark"), Some(19 * minute));
+    assert_eq!(us("event_time"), Some(5 * MINUTE_US));
+    assert_eq!(us("watermark"), Some(19 * MINUTE_US));
     assert_eq!(us("window_start"), None);
 }
 
@@ -695,15 +701,7 @@ fn explain_batch_names_the_batch_that_saw_a_duplicate_key() {
     let df = stream.to_df(&session).with_watermark("t", "1 minute").unwrap().drop_duplicates(["id"]).unwrap();
     let table = sluice::connectors::MemoryTable::new();
     let query = common::start_into(df.clone(), OutputMode::Append, &ck, &table).unwrap();
-    let minute = 60_000_000i64;
-    let frame = |ids: &[&str], minutes: &[i64]| {
-        df!("id" => ids, "t" => minutes.iter().map(|m| m * minute).collect::<Vec<_>>())
-            .unwrap()
-            .lazy()
-            .with_column(col("t").cast(common::ts()))
-            .collect()
-            .unwrap()
-    };
+    let frame = id_minute_rows;
     for rows in [frame(&["a", "b"], &[10, 11]), frame(&["x"], &[20]), frame(&["a", "c", "c", "z"], &[25, 26, 27, 1])] {
         stream.add_data(rows).unwrap();
         query.process_all_available().unwrap();
@@ -889,11 +887,10 @@ fn session_window_late_rows_are_written_once_across_restarts() {
     assert_eq!(late.column("batch_id").unwrap().u64().unwrap().get(0), Some(late_batch));
     assert_eq!(late.column("operator").unwrap().str().unwrap().get(0), Some("SessionWindowAggregateExec"));
     let base = 1_709_280_000_000_000i64;
-    let minute = 60_000_000i64;
     let us = |c: &str| late.column(c).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(0);
-    assert_eq!(us("watermark"), Some(base + 15 * minute));
-    assert_eq!(us("event_time"), Some(base + minute));
-    assert_eq!((us("window_start"), us("window_end")), (Some(base + minute), Some(base + 11 * minute)));
+    assert_eq!(us("watermark"), Some(base + 15 * MINUTE_US));
+    assert_eq!(us("event_time"), Some(base + MINUTE_US));
+    assert_eq!((us("window_start"), us("window_end")), (Some(base + MINUTE_US), Some(base + 11 * MINUTE_US)));
 
     // The output counts a's two on-time edits only.
     let mut sessions = Vec::new();
