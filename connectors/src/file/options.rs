@@ -48,6 +48,18 @@ pub fn source_options(kind: FileFormat) -> &'static [&'static str] {
     }
 }
 
+/// The options of a static `csv` read: the stream's and `inferSchema`.
+const CSV_STATIC: [&str; 10] = [CSV[0], CSV[1], CSV[2], CSV[3], CSV[4], CSV[5], CSV[6], CSV[7], CSV[8], "inferSchema"];
+
+/// The options (Spark's names) a static read of `kind` files reads: the source's, and
+/// for `csv` also `inferSchema`.
+pub(crate) fn static_options(kind: FileFormat) -> &'static [&'static str] {
+    match kind {
+        FileFormat::Csv => &CSV_STATIC,
+        other => source_options(other),
+    }
+}
+
 /// The options the file sinks read (`checkpointLocation` and `queryName` are the
 /// engine's), and for an `s3://` path the `s3.*` options of [`sluice_checkpoint::store`].
 pub const SINK_OPTIONS: &[&str] = &["path", "compression", "partitionBy", "maxRecordsPerFile"];

@@ -150,7 +150,7 @@ impl SourceFormat for FileSourceFormat {
         super::static_read::read_static(self.kind, Path::new(path), schema, options)
     }
     fn known_static_options(&self) -> &'static [&'static str] {
-        super::static_read::static_options(self.kind)
+        super::options::static_options(self.kind)
     }
 }
 

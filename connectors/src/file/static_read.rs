@@ -22,34 +22,12 @@ use sluice_engine::interop::{arrow_schema_to_polars, record_batches_to_df};
 use sluice_engine::{Options, Result, SluiceError};
 
 use super::listing::list;
-use super::options::{FileSourceConfig, source_options};
+use super::options::FileSourceConfig;
 use super::source::{conform, is_sink_output, read_file};
 use crate::formats::FileFormat;
 use crate::formats::manifest::read_all;
 use crate::storage::Dir;
 use crate::formats::types::readable_arrow_type;
-
-/// The options a static `csv` read reads beyond the stream's: `inferSchema`.
-const CSV_STATIC: [&str; 10] = [
-    "maxFilesPerTrigger",
-    "latestFirst",
-    "cleanSource",
-    "mode",
-    "columnNameOfCorruptRecord",
-    "multiLine",
-    "header",
-    "sep",
-    "delimiter",
-    "inferSchema",
-];
-
-/// The options (Spark's names) a static read of `kind` files reads.
-pub(crate) fn static_options(kind: FileFormat) -> &'static [&'static str] {
-    match kind {
-        FileFormat::Csv => &CSV_STATIC,
-        other => source_options(other),
-    }
-}
 
 /// Reads the `kind` file or directory `path` (local, or `s3://bucket/key` with the
 /// reader's `s3.*` options) once (see the module docs).
