@@ -254,38 +254,18 @@ pub fn wiki_languages(
 pub fn write_batch_jsonl(dir: &Path, df: &DataFrame, batch_id: u64) -> sluice::Result<()> {
     let io = |source, p: &Path| sluice::SluiceError::Io { path: p.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
-    let batch = sluice::engine::interop::df_to_record_batch(df)?;
-    let batch = utf8_view_to_utf8(&batch)?;
-    let mut buf = Vec::new();
-    {
-        // Nulls written as `null` (Spark's rows carry every column).
-        let mut w = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
-        w.write(&batch)?;
-        w.finish()?;
+    // The engine's JSON form of a row: Arrow's writer, nulls written as `null` (Spark's
+    // rows carry every column).
+    let mut text = String::new();
+    for line in sluice::engine::operators::late::rows_as_json(df)? {
+        text.push_str(&line);
+        text.push('\n');
     }
     let path = dir.join(format!("batch-{batch_id}.jsonl"));
     let tmp = dir.join(format!(".batch-{batch_id}.jsonl.tmp"));
-    std::fs::write(&tmp, &buf).map_err(|e| io(e, &tmp))?;
+    std::fs::write(&tmp, &text).map_err(|e| io(e, &tmp))?;
     std::fs::rename(&tmp, &path).map_err(|e| io(e, &path))?;
     Ok(())
-}
-
-fn utf8_view_to_utf8(batch: &arrow::array::RecordBatch) -> sluice::Result<arrow::array::RecordBatch> {
-    use arrow::datatypes::DataType as A;
-    let mut fields = Vec::new();
-    let mut cols = Vec::new();
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if f.data_type() == &A::Utf8View {
-            cols.push(arrow::compute::cast(c, &A::Utf8)?);
-            fields.push(f.as_ref().clone().with_data_type(A::Utf8));
-        } else {
-            cols.push(c.clone());
-            fields.push(f.as_ref().clone());
-        }
-    }
-    Ok(arrow::array::RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), cols)?)
 }
 
 /// Runs `df` per the oracle contract: AvailableNow, `batch-<id>.jsonl` per batch.
