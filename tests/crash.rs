@@ -33,11 +33,14 @@ use kafka_wiki::common;
 #[cfg(not(feature = "kafka"))]
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/kill.rs"]
+mod kill;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use kill::{run_or_kill, RunEnd};
 use sluice::prelude::*;
 
 /// SIGKILLs in all, spread evenly over the jobs.
@@ -254,24 +257,14 @@ fn crash_loop(job: &Job, dirs: &mut Dirs<'_>, work: &Path, kills_wanted: usize, 
             runs += 1;
             assert!(runs < 200, "{}: the job never completed", job.name);
             let before = planned(&ck);
-            let mut child = spawn_child(job.name, dirs, &out, &ck);
-            if kills < kills_wanted {
-                let waited = Instant::now();
-                while planned(&ck) == before && child.try_wait().unwrap().is_none() && waited.elapsed() < Duration::from_secs(60) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                std::thread::sleep(Duration::from_millis((*seed >> 33) % (2 * batch_ms)));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    kills += 1;
-                    continue;
+            let child = spawn_child(job.name, dirs, &out, &ck);
+            match run_or_kill(child, kills < kills_wanted, || planned(&ck), before, Duration::from_millis(1), batch_ms, seed) {
+                RunEnd::Killed => kills += 1,
+                RunEnd::Exited(status) => {
+                    assert!(status.success(), "{}: a restarted run failed after {kills} kills", job.name);
+                    break;
                 }
             }
-            let status = child.wait().unwrap();
-            assert!(status.success(), "{}: a restarted run failed after {kills} kills", job.name);
-            break;
         }
         let got = written(job.output, &out);
         assert!(

@@ -16,6 +16,8 @@
 
 #[path = "../examples/common/mod.rs"]
 mod common;
+#[path = "support/kill.rs"]
+mod kill;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use kill::{run_or_kill, RunEnd};
 use moto::Moto;
 use sluice::prelude::*;
 use sluice_checkpoint::store::{Storage, StoreOptions};
@@ -196,29 +199,17 @@ fn checkpoint_on_s3_survives_sigkill_mid_batch() {
             runs += 1;
             assert!(runs < 200, "the job never completed");
             let before = planned(&ck, &s3);
-            let mut child = spawn_child(&moto, &input, &out, &ck);
-            if kills < KILLS {
-                // Kill a random time (up to two batches' worth) after the run planned a
-                // new batch: mid-fetch, mid-sink-write, mid-commit.
-                let waited = Instant::now();
-                while planned(&ck, &s3) == before
-                    && child.try_wait().unwrap().is_none()
-                    && waited.elapsed() < Duration::from_secs(60)
-                {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                std::thread::sleep(Duration::from_millis((seed >> 33) % (2 * batch_ms)));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    kills += 1;
-                    continue;
+            let child = spawn_child(&moto, &input, &out, &ck);
+            // Killed a random time (up to two batches' worth) after the run planned a
+            // new batch: mid-fetch, mid-sink-write, mid-commit.
+            let planned_now = || planned(&ck, &s3);
+            match run_or_kill(child, kills < KILLS, planned_now, before, Duration::from_millis(2), batch_ms, &mut seed) {
+                RunEnd::Killed => kills += 1,
+                RunEnd::Exited(status) => {
+                    assert!(status.success(), "a restarted run failed after {kills} kills");
+                    break;
                 }
             }
-            let status = child.wait().unwrap();
-            assert!(status.success(), "a restarted run failed after {kills} kills");
-            break;
         }
         assert_same(&written(&out), &expected, &format!("after {kills} SIGKILLs"));
     }
