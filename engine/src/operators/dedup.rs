@@ -226,13 +226,11 @@ impl StatefulOperator for StreamingDeduplicateExec {
         let mut dropped = 0u64;
         self.late.clear();
         if let Some(et) = &self.plan.event_time {
-            if let Some(wm) = ctx.watermark_for_late_events_ms {
-                let mask = EventTimeColumn::new(et.as_str()).at_or_before(&kept, wm)?;
-                if ctx.keep_late_rows && mask.any() {
-                    self.late.push(super::late::late_rows(&kept.drop(ROW)?, &mask, et)?);
-                }
+            let late;
+            (kept, dropped, late) = super::late::drop_late_rows(kept, et, ctx.watermark_for_late_events_ms, ctx.keep_late_rows)?;
+            if let Some(late) = late {
+                self.late.push(late.drop(ROW)?);
             }
-            (kept, dropped) = EventTimeColumn::new(et.as_str()).drop_late(kept, ctx.watermark_for_late_events_ms)?;
         }
         let first = kept
             .clone()

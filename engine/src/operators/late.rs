@@ -37,6 +37,28 @@ pub fn late_rows(df: &DataFrame, mask: &BooleanChunked, time_column: &str) -> Re
     Ok(late)
 }
 
+/// `df` without its late rows (event time in `time_column` at or before
+/// `late_watermark_ms`; none without a watermark), how many were dropped, and with `keep`
+/// the dropped rows as [`late_rows`] gives them. One late mask serves all three.
+///
+/// # Errors
+/// When `time_column` is missing or not a timestamp / Int64 µs column.
+pub fn drop_late_rows(
+    df: DataFrame,
+    time_column: &str,
+    late_watermark_ms: Option<i64>,
+    keep: bool,
+) -> Result<(DataFrame, u64, Option<DataFrame>)> {
+    let Some(wm) = late_watermark_ms else { return Ok((df, 0, None)) };
+    let mask = crate::time::EventTimeColumn::new(time_column).at_or_before(&df, wm)?;
+    let dropped = mask.sum().unwrap_or(0) as u64;
+    if dropped == 0 {
+        return Ok((df, 0, None));
+    }
+    let late = if keep { Some(late_rows(&df, &mask, time_column)?) } else { None };
+    Ok((df.filter(&!&mask)?, dropped, late))
+}
+
 /// The columns of the late-rows side output, in order: `batch_id` (UInt64),
 /// `operator_id` (UInt32, plan order as in `explain`), `operator` (its name),
 /// `watermark` (the operator's watermark for late events that the row failed),

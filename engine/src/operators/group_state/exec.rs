@@ -11,7 +11,6 @@ use polars_plan::utils::expr_output_name;
 use super::{CallEnv, CallOutput, GroupFunction, GroupKey, GroupStateTimeout, GroupsWithStateSpec, STATE_COLUMN, TIMEOUT_COLUMN};
 use crate::operators::{BatchContext, StateOperatorProgress, StatefulOperator};
 use crate::state::{KeyedState, StateStore, DELETED_COLUMN};
-use crate::time::EventTimeColumn;
 use crate::{Result, SluiceError};
 
 /// One state change decided after a call.
@@ -279,13 +278,10 @@ impl StatefulOperator for FlatMapGroupsWithStateExec {
         let mut dropped = 0u64;
         self.late.clear();
         if let (GroupStateTimeout::EventTimeTimeout, Some(c)) = (self.spec.timeout, &self.event_time_column) {
-            if let Some(wm) = ctx.watermark_for_late_events_ms {
-                let mask = EventTimeColumn::new(c.as_str()).at_or_before(&input, wm)?;
-                if ctx.keep_late_rows && mask.any() {
-                    self.late.push(crate::operators::late::late_rows(&input, &mask, c)?);
-                }
-            }
-            (input, dropped) = EventTimeColumn::new(c.as_str()).drop_late(input, ctx.watermark_for_late_events_ms)?;
+            let late;
+            (input, dropped, late) =
+                crate::operators::late::drop_late_rows(input, c, ctx.watermark_for_late_events_ms, ctx.keep_late_rows)?;
+            self.late.extend(late);
         }
         let env = CallEnv {
             timeout: self.spec.timeout,
